@@ -1,0 +1,135 @@
+"""Run one task against one model and canary set; derive the audit seed; assemble reports."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from canaries.canary_set import CanarySet, load_canary_set
+from canaries.drbg import derive_seed
+from harness.backends import Backend, load_backend
+from harness.backends.base import Fingerprint
+from harness.provenance import now, provenance
+from harness.registry import get_task
+from harness.results import AuditResult, CanarySetInfo, ModelInfo, Report
+from harness.stats import holm
+
+SEED_LABEL = "tdp-audit-seed-v1"
+SEED_DERIVATION = (
+    "sha256('tdp-audit-seed-v1' | canary commitment | sha256 of the model's identity "
+    "(weights or revision, tokenizer)): fixed by the data and the model, not chosen by the auditor"
+)
+
+
+def audit_seed(commitment: str, fingerprint: Fingerprint) -> bytes:
+    """The seed that draws the counterfactuals: anyone can recompute it; nobody can shop for it."""
+    return derive_seed(SEED_LABEL, commitment, fingerprint.identity_digest())
+
+
+@dataclass
+class AuditContext:
+    """What a task needs to run: the canaries, the model(s), and where to write."""
+
+    canary_set: CanarySet
+    canary_path: str
+    backend: Backend
+    model_spec: str
+    reference: Backend | None = None
+    reference_spec: str | None = None
+    seed_override: bytes | None = None
+    seed_reason: str | None = None
+    progress: bool = True
+
+    def seed(self) -> bytes:
+        if self.seed_override is not None:
+            return self.seed_override
+        return audit_seed(self.canary_set.commitment, self.backend.fingerprint())
+
+    def seed_derivation(self) -> str:
+        if self.seed_override is not None:
+            return f"seed supplied by the auditor, not derived: {self.seed_reason or 'no reason given'}"
+        return SEED_DERIVATION
+
+    def model_info(self) -> ModelInfo:
+        return ModelInfo(spec=self.model_spec, fingerprint=self.backend.fingerprint().to_dict())
+
+    def reference_info(self) -> ModelInfo | None:
+        if self.reference is None:
+            return None
+        return ModelInfo(spec=self.reference_spec or "", fingerprint=self.reference.fingerprint().to_dict())
+
+    def canary_info(self) -> CanarySetInfo:
+        cs = self.canary_set
+        return CanarySetInfo(
+            path=self.canary_path,
+            commitment=cs.commitment,
+            created=cs.created,
+            count=len(cs.canaries),
+            spec=cs.spec.to_dict(),
+            plan=cs.to_dict()["plan"],
+        )
+
+
+def build_config(config_type: type, options: dict[str, Any]) -> Any:
+    """Instantiate a task's config dataclass from CLI key=value options, naming bad keys."""
+    names = {f.name for f in fields(config_type)}
+    unknown = set(options) - names
+    if unknown:
+        raise ValueError(f"unknown task options {sorted(unknown)}; allowed: {sorted(names)}")
+    return config_type(**options)
+
+
+def run_audit(
+    task_name: str,
+    ctx: AuditContext,
+    options: dict[str, Any] | None = None,
+    title: str | None = None,
+    role: str = "audit",
+) -> AuditResult:
+    task = get_task(task_name)
+    config = build_config(task.config_type, options or {})
+    result: AuditResult = task.run(ctx, config)
+    if title is not None or role != "audit":
+        result = AuditResult(**{**result.__dict__, "title": title or result.title, "role": role})
+    return result
+
+
+def make_report(title: str, audits: list[AuditResult], notes: list[str] | None = None) -> Report:
+    """Bundle audits with provenance; Holm-adjust when several audits are claims."""
+    claims = [a for a in audits if a.role == "audit"]
+    adjusted = None
+    if len(claims) > 1:
+        adj = iter(holm([a.primary.result.pvalue for a in claims]))
+        adjusted = tuple(next(adj) if a.role == "audit" else float("nan") for a in audits)
+    return Report(
+        title=title,
+        created=now(),
+        provenance=provenance(),
+        audits=tuple(audits),
+        holm_adjusted=adjusted,
+        notes=tuple(notes or ()),
+    )
+
+
+def audit_from_paths(
+    model: str,
+    canaries: str | Path,
+    task: str = "canary-rank",
+    reference: str | None = None,
+    options: dict[str, Any] | None = None,
+    progress: bool = True,
+) -> AuditResult:
+    """Load everything named on the command line and run one audit."""
+    get_task(task)  # an unknown task fails before any model is loaded
+    cs = load_canary_set(canaries)
+    ctx = AuditContext(
+        canary_set=cs,
+        canary_path=str(canaries),
+        backend=load_backend(model),
+        model_spec=model,
+        reference=load_backend(reference) if reference else None,
+        reference_spec=reference,
+        progress=progress,
+    )
+    return run_audit(task, ctx, options)

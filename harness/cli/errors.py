@@ -1,0 +1,58 @@
+"""Turn the library's own error types into one-line CLI errors (no tracebacks for bad input)."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+from canaries.canary_set import CanarySetError
+from canaries.corpus import CorpusError
+from canaries.generators import GeneratorError
+from canaries.wordlist import WordlistError
+from harness.backends import BackendError, ModelSpecError
+from harness.registry import TaskError
+from harness.results import ReportError
+from harness.scores import ScoreError
+
+USER_ERRORS: tuple[type[Exception], ...] = (
+    CanarySetError,
+    CorpusError,
+    GeneratorError,
+    WordlistError,
+    BackendError,
+    ModelSpecError,
+    TaskError,
+    ReportError,
+    ScoreError,
+    FileNotFoundError,
+)
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def user_errors(fn: F) -> F:
+    """Decorator: library errors from bad input become `Error: <message>` and exit code 1."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except USER_ERRORS as e:
+            raise click.ClickException(str(e)) from e
+
+    return wrapper  # type: ignore[return-value]
+
+
+def parse_options(pairs: tuple[str, ...]) -> dict[str, Any]:
+    """`key=value` pairs from repeated --option flags, values coerced to int/float/bool/tuple."""
+    from harness.backends.spec import _coerce
+
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, eq, value = pair.partition("=")
+        if not eq:
+            raise click.BadParameter(f"{pair!r} is not key=value", param_hint="--option")
+        out[key] = tuple(_coerce(v) for v in value.split("+")) if "+" in value else _coerce(value)
+    return out

@@ -1,0 +1,106 @@
+"""`canary-rank`: rank the committed canaries against fresh counterfactuals from the same generator.
+
+The primary test is the plan's (score, statistic); other scores are reported as secondary.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from canaries.drbg import HashDRBG
+from canaries.generators import draw_canaries
+from harness.audit import AuditContext
+from harness.provenance import now
+from harness.registry import Task
+from harness.results import AuditResult, ItemScores, NamedTest
+from harness.scores import SCORES
+from harness.scoring import ScoringRequest, score_texts
+from harness.stats import run_statistic
+
+DEFAULT_SECONDARY = ("loss", "zlib", "min_k", "ref_ratio")
+
+
+@dataclass(frozen=True)
+class CanaryRankConfig:
+    """Options of the canary-rank task; M and the primary test come from the committed plan."""
+
+    secondary: tuple[str, ...] = DEFAULT_SECONDARY
+    min_k: float = 0.2
+
+
+def counterfactuals_for(ctx: AuditContext, seed: bytes) -> list[tuple[str, str]]:
+    """(id, text) of the plan's M counterfactuals, distinct from each other and the canaries."""
+    cs = ctx.canary_set
+    drawn = draw_canaries(
+        cs.spec,
+        HashDRBG(seed, "counterfactuals"),
+        cs.plan.counterfactuals,
+        exclude=cs.texts(),
+        id_prefix="cf-",
+        progress=ctx.progress,
+    )
+    return [(c.id, c.text) for c in drawn]
+
+
+def run(ctx: AuditContext, config: CanaryRankConfig) -> AuditResult:
+    started = now()
+    cs, plan = ctx.canary_set, ctx.canary_set.plan
+    seed = ctx.seed()
+    items = [(c.id, "canary", c.text) for c in cs.canaries]
+    items += [(i, "counterfactual", t) for i, t in counterfactuals_for(ctx, seed)]
+    names = [plan.score] + [
+        s
+        for s in config.secondary
+        if s != plan.score
+        and s in SCORES
+        and ("reference" not in SCORES[s].needs or ctx.reference is not None)
+    ]
+    options = {"min_k": {"k": config.min_k}, **({plan.score: plan.score_options} if plan.score_options else {})}
+    rows = score_texts(
+        [t for _, _, t in items],
+        ctx.backend,
+        ScoringRequest(scores=tuple(names), options=options),
+        seed,
+        reference=ctx.reference,
+    )
+    is_canary = np.array([role == "canary" for _, role, _ in items])
+    tests = []
+    for name in names:
+        s = np.array([r[name] for r in rows])
+        tests.append(
+            NamedTest(
+                score=name,
+                primary=name == plan.score,
+                result=run_statistic(plan.statistic, s[is_canary], s[~is_canary]),
+            )
+        )
+    notes = []
+    skipped = [s for s in config.secondary if s not in names and s != plan.score]
+    if skipped:
+        notes.append(f"secondary scores not computed (need a reference model or unknown): {skipped}")
+    return AuditResult(
+        title=f"canary-rank: {ctx.model_spec}",
+        role="audit",
+        task="canary-rank",
+        task_config={"secondary": list(config.secondary), "min_k": config.min_k},
+        model=ctx.model_info(),
+        reference=ctx.reference_info(),
+        canary_set=ctx.canary_info(),
+        audit_seed=seed.hex(),
+        seed_derivation=ctx.seed_derivation(),
+        tests=tuple(tests),
+        items=tuple(ItemScores(i, role, t, r) for (i, role, t), r in zip(items, rows, strict=True)),
+        started=started,
+        finished=now(),
+        notes=tuple(notes),
+    )
+
+
+TASK = Task(
+    name="canary-rank",
+    description="rank committed random canaries against fresh counterfactuals (exact p-values)",
+    config_type=CanaryRankConfig,
+    run=run,
+)
