@@ -62,9 +62,9 @@ def inject_texts(
         text = texts[doc]
         # insert from the end so earlier offsets stay valid; stable order for equal offsets
         for offset, _, ctext in sorted(inserts, key=lambda t: t[0], reverse=True):
-            before = text[:offset]
+            before, after = text[:offset], text[offset:]
             sep = "" if offset == 0 or before.endswith("\n") else "\n"
-            text = before + sep + ctext + "\n" + text[offset:]
+            text = before + sep + ctext + ("\n" if after else "") + after
         out[doc] = text
     return out, placed
 

@@ -11,7 +11,7 @@ from canaries.drbg import derive_seed
 from harness.backends import Backend, load_backend
 from harness.backends.base import Fingerprint
 from harness.provenance import now, provenance
-from harness.registry import get_task
+from harness.registry import TaskError, get_task
 from harness.results import AuditResult, CanarySetInfo, ModelInfo, Report
 from harness.stats import holm
 
@@ -76,8 +76,11 @@ def build_config(config_type: type, options: dict[str, Any]) -> Any:
     names = {f.name for f in fields(config_type)}
     unknown = set(options) - names
     if unknown:
-        raise ValueError(f"unknown task options {sorted(unknown)}; allowed: {sorted(names)}")
-    return config_type(**options)
+        raise TaskError(f"unknown task options {sorted(unknown)}; allowed: {sorted(names)}")
+    try:
+        return config_type(**options)
+    except (TypeError, ValueError) as e:
+        raise TaskError(f"bad task options {options}: {e}") from e
 
 
 def run_audit(
@@ -121,7 +124,7 @@ def audit_from_paths(
     progress: bool = True,
 ) -> AuditResult:
     """Load everything named on the command line and run one audit."""
-    get_task(task)  # an unknown task fails before any model is loaded
+    build_config(get_task(task).config_type, options or {})  # fail before loading any model
     cs = load_canary_set(canaries)
     ctx = AuditContext(
         canary_set=cs,

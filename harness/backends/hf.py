@@ -57,6 +57,10 @@ class HFBackend:
             dtype = "bfloat16" if device.startswith("cuda") else "float32"
         if dtype not in DTYPES:
             raise BackendError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
+        if not progress:
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.disable_progress_bar()
         local = _looks_local(model)
         if local:
             path = Path(model).expanduser()

@@ -80,6 +80,7 @@ def train_causal_lm(
         resid_pdrop=0.0,
         embd_pdrop=0.0,
         attn_pdrop=0.0,
+        loss_type="ForCausalLM",
     )
     model = GPT2LMHeadModel(cfg)
     gen = torch.Generator().manual_seed(config.seed)
@@ -97,7 +98,7 @@ def train_causal_lm(
     loss_value = float("nan")
     for _ in range(config.epochs):
         for batch in loader:
-            loss = model(input_ids=batch, labels=batch).loss
+            loss = model(input_ids=batch, attention_mask=torch.ones_like(batch), labels=batch).loss
             accelerator.backward(loss)
             opt.step()
             sched.step()

@@ -1,0 +1,52 @@
+"""Shared fixtures: a tiny corpus, a committed canary set, and tiny models trained here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from canaries.canary_set import Plan, new_canary_set, save_canary_set
+from canaries.drbg import derive_seed
+from canaries.generators import words_spec
+from canaries.inject import inject_texts
+from harness.train import TrainConfig, stdlib_docstrings, train_causal_lm, train_tokenizer
+
+TINY_TRAIN = TrainConfig(n_layer=1, n_embd=64, n_head=2, block_size=32, epochs=6, batch_size=16, lr=5e-3, warmup_steps=5)
+
+
+@dataclass(frozen=True)
+class TinyWorld:
+    """A corpus with planted canaries, and models trained with and without them."""
+
+    root: Path
+    canary_file: Path
+    never_planted_file: Path
+    target: Path
+    reference: Path
+    docs: list[str]
+
+
+@pytest.fixture(scope="session")
+def tiny_world(tmp_path_factory: pytest.TempPathFactory) -> TinyWorld:
+    root = tmp_path_factory.mktemp("tiny_world")
+    docs = stdlib_docstrings(max_bytes=40_000)
+    spec = words_spec(6, prefix_length=2)
+    plan = Plan(score="loss", statistic="rank-sum", counterfactuals=200, alpha=0.01)
+    cs, seed = new_canary_set(spec, 8, plan, seed=derive_seed("test-canaries", "1"))
+    save_canary_set(cs, root / "canaries.json", seed)
+    other, other_seed = new_canary_set(spec, 8, plan, seed=derive_seed("test-never", "1"))
+    save_canary_set(other, root / "never.json", other_seed)
+    injected, _ = inject_texts(docs, cs, repeat=24, seed=derive_seed("test-inject", "1"))
+    tok = train_tokenizer(docs, vocab_size=512)
+    target = train_causal_lm(injected, tok, TINY_TRAIN, root / "target", progress=False)
+    reference = train_causal_lm(docs, tok, TINY_TRAIN, root / "reference", progress=False)
+    return TinyWorld(
+        root=root,
+        canary_file=root / "canaries.json",
+        never_planted_file=root / "never.json",
+        target=Path(target.path),
+        reference=Path(reference.path),
+        docs=docs,
+    )
