@@ -118,14 +118,15 @@ def make_report(title: str, audits: list[AuditResult], notes: list[str] | None =
 def audit_from_paths(
     model: str,
     canaries: str | Path,
-    task: str = "canary-rank",
+    task: str | None = None,
     reference: str | None = None,
     options: dict[str, Any] | None = None,
     progress: bool = True,
 ) -> AuditResult:
     """Load everything named on the command line and run one audit."""
-    build_config(get_task(task).config_type, options or {})  # fail before loading any model
     cs = load_canary_set(canaries)
+    task = task or cs.plan.task
+    build_config(get_task(task).config_type, options or {})  # fail before loading any model
     ctx = AuditContext(
         canary_set=cs,
         canary_path=str(canaries),

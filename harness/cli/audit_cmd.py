@@ -13,7 +13,7 @@ from harness.cli.errors import parse_options, user_errors
 @click.option("--model", required=True, help="Model spec, e.g. hf:path/or/id@rev,dtype=bfloat16.")
 @click.option("--reference", help="Reference model spec (enables the ref_ratio score).")
 @click.option("--canaries", "canary_file", type=click.Path(path_type=Path), required=True)
-@click.option("--task", default="canary-rank", show_default=True)
+@click.option("--task", default=None, help="Task name (default: the task in the canary file's plan).")
 @click.option("--option", "options", multiple=True, help="Task option key=value (repeatable).")
 @click.option("--out", "-o", type=click.Path(file_okay=False, path_type=Path), required=True)
 @click.option("--no-progress", is_flag=True)

@@ -7,7 +7,7 @@ import math
 from html import escape
 
 from harness.report.plots import png_data_uri, score_plot_png
-from harness.report.wording import fmt_p, null_hypothesis, p_label, verdict
+from harness.report.wording import SECONDARY_CAVEAT, fmt_p, null_hypothesis, p_label, verdict
 from harness.results import AuditResult, Report
 
 CSS = """
@@ -70,6 +70,7 @@ def _audit_section(a: AuditResult, holm_p: float | None) -> str:
         f"statistic <code>{escape(str(plan['statistic']))}</code>, M = {plan['counterfactuals']}, "
         f"α = {plan['alpha']}.</p>",
         _tests_table(a),
+        f"<p class=small>{escape(SECONDARY_CAVEAT)}</p>",
         f"<img alt='canary scores against counterfactuals' src='{png_data_uri(score_plot_png(a))}'>",
         "<p><b>Assumptions of the primary test</b></p><ul>"
         + "".join(f"<li>{escape(s)}</li>" for s in prim.assumptions)

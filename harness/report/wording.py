@@ -49,3 +49,10 @@ def verdict(a: AuditResult) -> str:
         "that the model was trained on the canaries. Absence of evidence is not evidence of "
         "absence: the canaries may have been too few or repeated too rarely to be learned."
     )
+
+
+SECONDARY_CAVEAT = (
+    "Secondary tests are each valid on their own, but they were not pre-registered: picking "
+    "the smallest of them after seeing the results would void its bound. Only the primary "
+    "test carries the claim."
+)
