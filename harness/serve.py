@@ -24,7 +24,6 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
-from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -37,13 +36,36 @@ log = logging.getLogger(__name__)
 LOGPROB_FLOOR = -9999.0  # vLLM clamps -inf (not JSON) to this
 MAX_BODY_BYTES = 64 << 20
 #: request fields accepted only at these (OpenAI default) values
-NEUTRAL = {"stream": (False, None), "suffix": (None, ""), "stop": (None, [], ""),
-           "presence_penalty": (0, 0.0, None), "frequency_penalty": (0, 0.0, None),
-           "repetition_penalty": (1, 1.0, None), "top_p": (1, 1.0, None), "top_k": (None, 0, -1),
-           "min_p": (None, 0, 0.0), "best_of": (None, 1), "logit_bias": (None, {}),
-           "use_beam_search": (False, None), "min_tokens": (0, None), "stop_token_ids": (None, [])}
-ACCEPTED = {"model", "prompt", "echo", "logprobs", "max_tokens", "n", "temperature", "seed",
-            "prompt_logprobs", "return_token_ids", "add_special_tokens", "user"} | set(NEUTRAL)
+NEUTRAL = {
+    "stream": (False, None),
+    "suffix": (None, ""),
+    "stop": (None, [], ""),
+    "presence_penalty": (0, 0.0, None),
+    "frequency_penalty": (0, 0.0, None),
+    "repetition_penalty": (1, 1.0, None),
+    "top_p": (1, 1.0, None),
+    "top_k": (None, 0, -1),
+    "min_p": (None, 0, 0.0),
+    "best_of": (None, 1),
+    "logit_bias": (None, {}),
+    "use_beam_search": (False, None),
+    "min_tokens": (0, None),
+    "stop_token_ids": (None, []),
+}
+ACCEPTED = {
+    "model",
+    "prompt",
+    "echo",
+    "logprobs",
+    "max_tokens",
+    "n",
+    "temperature",
+    "seed",
+    "prompt_logprobs",
+    "return_token_ids",
+    "add_special_tokens",
+    "user",
+} | set(NEUTRAL)
 
 
 class RequestError(ValueError):
@@ -76,8 +98,13 @@ class ScoringModel:
         self.max_model_len = int(backend.max_length)
         self.lock = threading.Lock()
         fp = backend.fingerprint()
-        self.card_extra = {"weights_sha256": fp.weights_sha256, "tokenizer_sha256": fp.tokenizer_sha256,
-                           "dtype": fp.dtype, "revision": fp.revision, "backend": fp.backend}
+        self.card_extra = {
+            "weights_sha256": fp.weights_sha256,
+            "tokenizer_sha256": fp.tokenizer_sha256,
+            "dtype": fp.dtype,
+            "revision": fp.revision,
+            "backend": fp.backend,
+        }
 
     @torch.inference_mode()
     def score(self, seqs: list[list[int]], k: int) -> list[SeqScores]:
@@ -103,24 +130,36 @@ class ScoringModel:
             actual = logp[:-1].gather(-1, tok[:, None]).squeeze(-1)
             ranks = (logp[:-1] > actual[:, None]).sum(-1) + 1
             top = torch.topk(logp, k=max(1, min(k, self.vocab)), dim=-1)
-            res.append(SeqScores(
-                logprobs=actual.tolist(), ranks=ranks.tolist(),
-                top_ids=top.indices[:-1].tolist(), top_logprobs=top.values[:-1].tolist(),
-                next_top_ids=top.indices[-1].tolist(), next_top_logprobs=top.values[-1].tolist(),
-            ))
+            res.append(
+                SeqScores(
+                    logprobs=actual.tolist(),
+                    ranks=ranks.tolist(),
+                    top_ids=top.indices[:-1].tolist(),
+                    top_logprobs=top.values[:-1].tolist(),
+                    next_top_ids=top.indices[-1].tolist(),
+                    next_top_logprobs=top.values[-1].tolist(),
+                )
+            )
         return res
 
     @torch.inference_mode()
-    def sample(self, prompt: list[int], max_tokens: int, n: int, temperature: float, seed: int | None) -> list[list[int]]:
+    def sample(
+        self, prompt: list[int], max_tokens: int, n: int, temperature: float, seed: int | None
+    ) -> list[list[int]]:
         """n continuations of one prompt (greedy at temperature 0), cut after the first EOS."""
         ids = torch.tensor([prompt], device=self.backend.device)
         sampled = temperature > 0
         with self.lock:
             torch.manual_seed(0 if seed is None else int(seed))
             out = self.model.generate(
-                input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_tokens,
-                do_sample=sampled, temperature=temperature if sampled else None,
-                top_k=0 if sampled else None, top_p=None, num_return_sequences=n if sampled else 1,
+                input_ids=ids,
+                attention_mask=torch.ones_like(ids),
+                max_new_tokens=max_tokens,
+                do_sample=sampled,
+                temperature=temperature if sampled else None,
+                top_k=0 if sampled else None,
+                top_p=None,
+                num_return_sequences=n if sampled else 1,
                 pad_token_id=self.backend.pad_id,
             )
         if not sampled:
@@ -142,15 +181,23 @@ def _prompts(body: dict[str, Any], tok: Any) -> list[list[int]]:
     if isinstance(p, list) and p and all(isinstance(x, int) for x in p):
         p = [p]
     if not isinstance(p, list) or not p:
-        raise RequestError("prompt must be a string, a list of strings, a list of token ids or a list of lists")
+        raise RequestError(
+            "prompt must be a string, a list of strings, a list of token ids or a list of lists"
+        )
     out = []
     for item in p:
         if isinstance(item, str):
             out.append(list(tok.encode(item, add_special_tokens=special)))
-        elif isinstance(item, list) and item and all(isinstance(x, int) and not isinstance(x, bool) for x in item):
+        elif (
+            isinstance(item, list)
+            and item
+            and all(isinstance(x, int) and not isinstance(x, bool) for x in item)
+        ):
             out.append(item)
         else:
-            raise RequestError("each prompt must be a non-empty string or a non-empty list of token ids")
+            raise RequestError(
+                "each prompt must be a non-empty string or a non-empty list of token ids"
+            )
     return out
 
 
@@ -181,10 +228,20 @@ def _validate(body: dict[str, Any], sm: ScoringModel) -> dict[str, Any]:
         if any(i < 0 or i >= sm.vocab for i in ids):
             raise RequestError(f"token ids must lie in 0..{sm.vocab - 1}")
         if len(ids) + max_tokens > sm.max_model_len:
-            raise RequestError(f"prompt of {len(ids)} tokens + max_tokens {max_tokens} exceeds {sm.max_model_len}")
-    return {"prompts": prompts, "echo": echo, "n": n, "max_tokens": max_tokens,
-            "temperature": float(temperature), "logprobs": logprobs, "prompt_logprobs": prompt_lp,
-            "seed": body.get("seed"), "return_token_ids": bool(body.get("return_token_ids"))}
+            raise RequestError(
+                f"prompt of {len(ids)} tokens + max_tokens {max_tokens} exceeds {sm.max_model_len}"
+            )
+    return {
+        "prompts": prompts,
+        "echo": echo,
+        "n": n,
+        "max_tokens": max_tokens,
+        "temperature": float(temperature),
+        "logprobs": logprobs,
+        "prompt_logprobs": prompt_lp,
+        "seed": body.get("seed"),
+        "return_token_ids": bool(body.get("return_token_ids")),
+    }
 
 
 def _lp(x: float) -> float:
@@ -194,9 +251,13 @@ def _lp(x: float) -> float:
 def completions(body: dict[str, Any], sm: ScoringModel) -> dict[str, Any]:
     """Answer one `/v1/completions` request (no streaming)."""
     r = _validate(body, sm)
-    tok, k = sm.tokenizer, max(r["logprobs"] or 0, r["prompt_logprobs"] or 0, 1)
+    k = max(r["logprobs"] or 0, r["prompt_logprobs"] or 0, 1)
     greedy_one = r["max_tokens"] <= 1 and r["temperature"] == 0
-    prompt_scores = sm.score(r["prompts"], k) if greedy_one or r["echo"] or r["prompt_logprobs"] is not None else None
+    prompt_scores = (
+        sm.score(r["prompts"], k)
+        if greedy_one or r["echo"] or r["prompt_logprobs"] is not None
+        else None
+    )
     choices, gen_total = [], 0
     for p, ids in enumerate(r["prompts"]):
         if r["max_tokens"] == 0:
@@ -207,26 +268,61 @@ def completions(body: dict[str, Any], sm: ScoringModel) -> dict[str, Any]:
             conts = sm.sample(ids, r["max_tokens"], r["n"], r["temperature"], r["seed"])
         full = None
         if r["logprobs"] is not None:
-            full = [prompt_scores[p]] * r["n"] if greedy_one or r["max_tokens"] == 0 else sm.score([ids + c for c in conts], k)
+            full = (
+                [prompt_scores[p]] * r["n"]
+                if greedy_one or r["max_tokens"] == 0
+                else sm.score([ids + c for c in conts], k)
+            )
         for j, cont in enumerate(conts):
-            choices.append(_choice(len(choices), ids, cont, full[j] if full else None,
-                                   prompt_scores[p] if prompt_scores else None, r, sm))
+            choices.append(
+                _choice(
+                    len(choices),
+                    ids,
+                    cont,
+                    full[j] if full else None,
+                    prompt_scores[p] if prompt_scores else None,
+                    r,
+                    sm,
+                )
+            )
             gen_total += len(cont)
     n_prompt = sum(len(ids) for ids in r["prompts"])
-    return {"id": f"cmpl-{uuid.uuid4().hex}", "object": "text_completion", "created": int(time.time()),
-            "model": sm.name, "choices": choices, "system_fingerprint": None,
-            "usage": {"prompt_tokens": n_prompt, "completion_tokens": gen_total, "total_tokens": n_prompt + gen_total}}
+    return {
+        "id": f"cmpl-{uuid.uuid4().hex}",
+        "object": "text_completion",
+        "created": int(time.time()),
+        "model": sm.name,
+        "choices": choices,
+        "system_fingerprint": None,
+        "usage": {
+            "prompt_tokens": n_prompt,
+            "completion_tokens": gen_total,
+            "total_tokens": n_prompt + gen_total,
+        },
+    }
 
 
-def _choice(index: int, ids: list[int], cont: list[int], full: SeqScores | None,
-            prompt_sc: SeqScores | None, r: dict[str, Any], sm: ScoringModel) -> dict[str, Any]:
+def _choice(
+    index: int,
+    ids: list[int],
+    cont: list[int],
+    full: SeqScores | None,
+    prompt_sc: SeqScores | None,
+    r: dict[str, Any],
+    sm: ScoringModel,
+) -> dict[str, Any]:
     tok = sm.tokenizer
     eos = tok.eos_token_id
     text = tok.decode(cont, skip_special_tokens=True)
     finish = "stop" if cont and cont[-1] == eos else "length"
-    choice: dict[str, Any] = {"index": index, "text": (tok.decode(ids) + text) if r["echo"] else text,
-                              "logprobs": None, "finish_reason": finish, "stop_reason": None,
-                              "prompt_logprobs": None}
+    choice: dict[str, Any] = {
+        "index": index,
+        "text": (tok.decode(ids) + text) if r["echo"] else text,
+        "logprobs": None,
+        "finish_reason": finish,
+        "stop_reason": None,
+        "prompt_logprobs": None,
+    }
     if r["logprobs"] is not None and full is not None:
         seq, first = (ids + cont, 0) if r["echo"] else (cont, len(ids))
         choice["logprobs"] = _completion_logprobs(seq, first, full, r["logprobs"], tok)
@@ -244,7 +340,9 @@ def _position(sc: SeqScores, pos: int) -> tuple[float, list[int], list[float]]:
     return sc.next_top_logprobs[0], sc.next_top_ids, sc.next_top_logprobs  # greedy next token
 
 
-def _completion_logprobs(seq: list[int], first: int, sc: SeqScores, k: int, tok: Any) -> dict[str, Any]:
+def _completion_logprobs(
+    seq: list[int], first: int, sc: SeqScores, k: int, tok: Any
+) -> dict[str, Any]:
     offsets, lps, tokens, tops, offset = [], [], [], [], 0
     for i, tid in enumerate(seq):
         pos = first + i
@@ -256,7 +354,7 @@ def _completion_logprobs(seq: list[int], first: int, sc: SeqScores, k: int, tok:
             actual, top_ids, top_lps = _position(sc, pos)
             lps.append(_lp(actual))
             entry = {token: _lp(actual)}
-            for t, v in zip(top_ids[:k], top_lps[:k]):
+            for t, v in zip(top_ids[:k], top_lps[:k], strict=True):
                 entry.setdefault(tok.decode([t]), _lp(v))
             tops.append(entry)
         tokens.append(token)
@@ -265,21 +363,45 @@ def _completion_logprobs(seq: list[int], first: int, sc: SeqScores, k: int, tok:
     return {"text_offset": offsets, "token_logprobs": lps, "tokens": tokens, "top_logprobs": tops}
 
 
-def _prompt_logprobs(ids: list[int], sc: SeqScores, k: int, tok: Any) -> list[dict[str, Any] | None]:
+def _prompt_logprobs(
+    ids: list[int], sc: SeqScores, k: int, tok: Any
+) -> list[dict[str, Any] | None]:
     out: list[dict[str, Any] | None] = [None]
     for pos in range(1, len(ids)):
-        entry = {str(ids[pos]): {"logprob": _lp(sc.logprobs[pos - 1]), "rank": sc.ranks[pos - 1],
-                                 "decoded_token": tok.decode([ids[pos]])}}
-        for rank, (t, v) in enumerate(zip(sc.top_ids[pos - 1][:k], sc.top_logprobs[pos - 1][:k]), 1):
-            entry.setdefault(str(t), {"logprob": _lp(v), "rank": rank, "decoded_token": tok.decode([t])})
+        entry = {
+            str(ids[pos]): {
+                "logprob": _lp(sc.logprobs[pos - 1]),
+                "rank": sc.ranks[pos - 1],
+                "decoded_token": tok.decode([ids[pos]]),
+            }
+        }
+        for rank, (t, v) in enumerate(
+            zip(sc.top_ids[pos - 1][:k], sc.top_logprobs[pos - 1][:k], strict=True), 1
+        ):
+            entry.setdefault(
+                str(t), {"logprob": _lp(v), "rank": rank, "decoded_token": tok.decode([t])}
+            )
         out.append(entry)
     return out
 
 
 def models_card(sm: ScoringModel, created: int) -> dict[str, Any]:
-    return {"object": "list", "data": [{
-        "id": sm.name, "object": "model", "created": created, "owned_by": "tdp", "root": sm.name,
-        "parent": None, "max_model_len": sm.max_model_len, "permission": [], "tdp": sm.card_extra}]}
+    return {
+        "object": "list",
+        "data": [
+            {
+                "id": sm.name,
+                "object": "model",
+                "created": created,
+                "owned_by": "tdp",
+                "root": sm.name,
+                "parent": None,
+                "max_model_len": sm.max_model_len,
+                "permission": [],
+                "tdp": sm.card_extra,
+            }
+        ],
+    }
 
 
 class ScoringHandler(BaseHTTPRequestHandler):
@@ -302,10 +424,14 @@ class ScoringHandler(BaseHTTPRequestHandler):
                 return self._send(200, {})
             if not srv.authorized(self.headers.get("Authorization", "")):
                 raise RequestError("invalid or missing API key", 401)
-            routes = {("GET", "/v1/models"): lambda b: models_card(srv.sm, srv.created),
-                      ("POST", "/v1/completions"): lambda b: completions(b, srv.sm),
-                      ("POST", "/tokenize"): lambda b: _tokenize(b, srv.sm),
-                      ("POST", "/detokenize"): lambda b: {"prompt": srv.sm.tokenizer.decode(b.get("tokens") or [])}}
+            routes = {
+                ("GET", "/v1/models"): lambda b: models_card(srv.sm, srv.created),
+                ("POST", "/v1/completions"): lambda b: completions(b, srv.sm),
+                ("POST", "/tokenize"): lambda b: _tokenize(b, srv.sm),
+                ("POST", "/detokenize"): lambda b: {
+                    "prompt": srv.sm.tokenizer.decode(b.get("tokens") or [])
+                },
+            }
             handler = routes.get((method, path))
             if handler is None:
                 raise RequestError(f"no route {method} {path}", 404)
@@ -340,12 +466,18 @@ class ScoringHandler(BaseHTTPRequestHandler):
 def _tokenize(body: dict[str, Any], sm: ScoringModel) -> dict[str, Any]:
     if not isinstance(body.get("prompt"), str):
         raise RequestError("tokenize needs a string prompt")
-    ids = list(sm.tokenizer.encode(body["prompt"], add_special_tokens=bool(body.get("add_special_tokens", True))))
+    ids = list(
+        sm.tokenizer.encode(
+            body["prompt"], add_special_tokens=bool(body.get("add_special_tokens", True))
+        )
+    )
     return {"count": len(ids), "max_model_len": sm.max_model_len, "tokens": ids, "token_strs": None}
 
 
 def _error(message: str, status: int) -> dict[str, Any]:
-    kind = {401: "AuthenticationError", 404: "NotFoundError"}.get(status, "BadRequestError" if status < 500 else "InternalServerError")
+    kind = {401: "AuthenticationError", 404: "NotFoundError"}.get(
+        status, "BadRequestError" if status < 500 else "InternalServerError"
+    )
     return {"error": {"message": message, "type": kind, "param": None, "code": status}}
 
 
@@ -354,8 +486,14 @@ class ScoringServer(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, sm: ScoringModel, host: str = "127.0.0.1", port: int = 8000,
-                 api_key: str | None = None, handler: type[BaseHTTPRequestHandler] | None = None) -> None:
+    def __init__(
+        self,
+        sm: ScoringModel,
+        host: str = "127.0.0.1",
+        port: int = 8000,
+        api_key: str | None = None,
+        handler: type[BaseHTTPRequestHandler] | None = None,
+    ) -> None:
         super().__init__((host, port), handler or ScoringHandler)
         self.sm, self.created, self._key = sm, int(time.time()), api_key
 
@@ -370,8 +508,13 @@ class ScoringServer(ThreadingHTTPServer):
         return f"http://{host}:{port}/v1"
 
 
-def build_server(model_spec: str, served_name: str | None = None, host: str = "127.0.0.1",
-                 port: int = 8000, api_key_env: str | None = None) -> ScoringServer:
+def build_server(
+    model_spec: str,
+    served_name: str | None = None,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    api_key_env: str | None = None,
+) -> ScoringServer:
     """Load an hf model and bind a server to it (port 0 picks a free port)."""
     from harness.backends import load_backend
 
@@ -382,6 +525,8 @@ def build_server(model_spec: str, served_name: str | None = None, host: str = "1
     if api_key_env:
         key = os.environ.get(api_key_env)
         if not key:
-            raise BackendError(f"--api-key-env {api_key_env}: that environment variable is empty or unset")
+            raise BackendError(
+                f"--api-key-env {api_key_env}: that environment variable is empty or unset"
+            )
     name = served_name or model_spec.split(",", 1)[0].removeprefix("hf:")
     return ScoringServer(ScoringModel(backend, name), host, port, key)

@@ -38,20 +38,24 @@ def backend(request, model_dir):
         yield load_backend(f"hf:{model_dir},dtype=float32,batch_size=2")
     elif name == "openai":
         with serving(model_dir) as srv:
-            yield load_backend(f"openai:{srv.url}/tiny,tokenizer={model_dir},batch_size=2,concurrency=2")
+            yield load_backend(
+                f"openai:{srv.url}/tiny,tokenizer={model_dir},batch_size=2,concurrency=2"
+            )
     else:
         pytest.importorskip("vllm")
         torch = pytest.importorskip("torch")
         if not torch.cuda.is_available():
             pytest.skip("vllm backend needs a CUDA device")
-        yield load_backend(f"vllm:{model_dir},dtype=float32,max_model_len=128,gpu_memory_utilization=0.3,"
-                           "enforce_eager=true")
+        yield load_backend(
+            f"vllm:{model_dir},dtype=float32,max_model_len=128,gpu_memory_utilization=0.3,"
+            "enforce_eager=true"
+        )
 
 
 def test_one_array_per_text_with_one_entry_per_token(backend, reference):
     out = backend.token_logprobs(list(TEXTS))
     assert len(out) == len(TEXTS)
-    for text, lp in zip(TEXTS, out):
+    for text, lp in zip(TEXTS, out, strict=True):
         n_tokens = len(reference.tokenizer.encode(text, add_special_tokens=False))
         assert lp.ndim == 1 and lp.dtype == np.float32 and len(lp) == n_tokens
         assert np.isfinite(lp).all() and (lp <= 0).all()
@@ -59,7 +63,9 @@ def test_one_array_per_text_with_one_entry_per_token(backend, reference):
 
 def test_agrees_with_float32_reference(backend, reference):
     tol = TOLERANCE[backend.name]
-    for got, ref in zip(backend.token_logprobs(list(TEXTS)), reference.token_logprobs(list(TEXTS))):
+    for got, ref in zip(
+        backend.token_logprobs(list(TEXTS)), reference.token_logprobs(list(TEXTS)), strict=True
+    ):
         assert np.abs(got - ref).max() <= tol
 
 
@@ -68,7 +74,7 @@ def test_batch_independence_and_order(backend):
     together = backend.token_logprobs(list(TEXTS))
     alone = [backend.token_logprobs([t])[0] for t in TEXTS]
     reversed_ = backend.token_logprobs(list(reversed(TEXTS)))[::-1]
-    for a, b, c in zip(together, alone, reversed_):
+    for a, b, c in zip(together, alone, reversed_, strict=True):
         assert a.shape == b.shape == c.shape
         assert np.abs(a - b).max() <= tol and np.abs(a - c).max() <= tol
 
@@ -76,10 +82,14 @@ def test_batch_independence_and_order(backend):
 @pytest.mark.parametrize("n,temperature", [(1, 0.0), (3, 0.0), (3, 1.0)])
 def test_generate_returns_n_strings_per_prompt(backend, n, temperature, request):
     if backend.name == "hf" and n > 1 and temperature == 0:
-        request.applymarker(pytest.mark.xfail(
-            raises=ValueError, strict=False,
-            reason="HFBackend.generate passes num_return_sequences=n to greedy generate, which "
-                   "transformers rejects; the fix belongs in harness/backends/hf.py"))
+        request.applymarker(
+            pytest.mark.xfail(
+                raises=ValueError,
+                strict=False,
+                reason="HFBackend.generate passes num_return_sequences=n to greedy generate, which "
+                "transformers rejects; the fix belongs in harness/backends/hf.py",
+            )
+        )
     prompts = ["The quick brown", "Return the number", "x"]
     out = backend.generate(prompts, max_new_tokens=4, n=n, temperature=temperature, seed=3)
     assert len(out) == len(prompts)

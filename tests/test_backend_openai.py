@@ -53,8 +53,9 @@ def post(url: str, body: dict, key: str | None = None) -> tuple[int, dict]:
 
 # --- spec and response parsing (pure) ------------------------------------------------------
 def test_spec_syntax():
-    spec = parse_model_spec("openai:http://127.0.0.1:8000/v1/meta-llama/Llama-3.2-1B,concurrency=8",
-                            ("hf", "openai"))
+    spec = parse_model_spec(
+        "openai:http://127.0.0.1:8000/v1/meta-llama/Llama-3.2-1B,concurrency=8", ("hf", "openai")
+    )
     assert spec.backend == "openai" and spec.options == {"concurrency": 8}
     assert split_endpoint(spec.model) == ("http://127.0.0.1:8000/v1", "meta-llama/Llama-3.2-1B")
     assert split_endpoint("https://h.example/api/v1") == ("https://h.example/api/v1", None)
@@ -66,7 +67,9 @@ def test_spec_syntax():
 
 def test_echo_slicing_and_length_checks():
     ids = [0, 11, 12, 13]
-    choice = {"logprobs": {"token_logprobs": [None, -1.0, -2.0, -3.0, -0.5], "tokens": list("abcde")}}
+    choice = {
+        "logprobs": {"token_logprobs": [None, -1.0, -2.0, -3.0, -0.5], "tokens": list("abcde")}
+    }
     np.testing.assert_array_equal(echo_token_logprobs(ids, choice), [-1.0, -2.0, -3.0])
     no_gen = {"logprobs": {"token_logprobs": [None, -1.0, -2.0, -3.0]}}  # EOS generated, not echoed
     np.testing.assert_array_equal(echo_token_logprobs(ids, no_gen), [-1.0, -2.0, -3.0])
@@ -84,8 +87,11 @@ def test_echo_slicing_and_length_checks():
 
 def test_vllm_prompt_logprobs_read_by_token_id():
     ids = [0, 11, 12]
-    pl = [None, {"5": {"logprob": -0.1, "rank": 1}, "11": {"logprob": -2.0, "rank": 4}},
-          {"12": {"logprob": -3.0, "rank": 9}}]
+    pl = [
+        None,
+        {"5": {"logprob": -0.1, "rank": 1}, "11": {"logprob": -2.0, "rank": 4}},
+        {"12": {"logprob": -3.0, "rank": 9}},
+    ]
     np.testing.assert_array_equal(vllm_prompt_logprobs(ids, {"prompt_logprobs": pl}), [-2.0, -3.0])
     with pytest.raises(BackendError, match="differs"):
         vllm_prompt_logprobs(ids, {"prompt_logprobs": pl, "prompt_token_ids": [1, *ids]})
@@ -101,7 +107,7 @@ def test_scores_match_hf_in_both_modes(server, model_dir, hf_reference):
     for extra in ("", ",prompt_logprobs=true"):
         backend = load_backend(f"openai:{server.url}/tiny,tokenizer={model_dir}{extra}")
         got = backend.token_logprobs(list(TEXTS))
-        for g, r in zip(got, ref):
+        for g, r in zip(got, ref, strict=True):
             assert g.dtype == np.float32 and g.shape == r.shape
             np.testing.assert_allclose(g, r, atol=1e-5)
 
@@ -110,7 +116,7 @@ def test_batching_and_concurrency_do_not_change_scores_or_order(server, model_di
     one = load_backend(f"openai:{server.url}/tiny,tokenizer={model_dir},batch_size=1,concurrency=4")
     big = load_backend(f"openai:{server.url},tokenizer={model_dir},batch_size=16,concurrency=1")
     texts = list(TEXTS) * 3
-    for a, b in zip(one.token_logprobs(texts), big.token_logprobs(texts)):
+    for a, b in zip(one.token_logprobs(texts), big.token_logprobs(texts), strict=True):
         np.testing.assert_allclose(a, b, atol=1e-5)
 
 
@@ -120,7 +126,9 @@ def test_generate_matches_hf_greedy_and_counts_samples(server, model_dir, hf_ref
     greedy = backend.generate(prompts, max_new_tokens=6, n=2)
     assert greedy == [[row[0]] * 2 for row in hf_reference.generate(prompts, max_new_tokens=6)]
     sampled = backend.generate(prompts, max_new_tokens=6, n=3, temperature=1.0, seed=5)
-    assert [len(r) for r in sampled] == [3, 3] and all(isinstance(t, str) for r in sampled for t in r)
+    assert [len(r) for r in sampled] == [3, 3] and all(
+        isinstance(t, str) for r in sampled for t in r
+    )
     assert sampled == backend.generate(prompts, max_new_tokens=6, n=3, temperature=1.0, seed=5)
 
 
@@ -141,7 +149,9 @@ def test_wrong_model_name_and_wrong_tokenizer_are_refused(server, model_dir, tmp
     from harness.train import train_tokenizer
 
     different = tmp_path_factory.mktemp("tok")
-    train_tokenizer(["completely different corpus " * 50], vocab_size=300).save_pretrained(different)
+    train_tokenizer(["completely different corpus " * 50], vocab_size=300).save_pretrained(
+        different
+    )
     with pytest.raises(BackendError, match="tokenizer"):
         load_backend(f"openai:{server.url}/tiny,tokenizer={different}")
 
@@ -157,12 +167,19 @@ def test_api_key_from_env_only_and_never_leaked(model_dir, monkeypatch, caplog):
             load_backend(f"openai:{srv.url}/tiny,tokenizer={model_dir},api_key_env=TDP_TEST_KEY")
         assert "sk-wrong" not in str(err.value)
         monkeypatch.setenv("TDP_TEST_KEY", SECRET)
-        backend = load_backend(f"openai:{srv.url}/tiny,tokenizer={model_dir},api_key_env=TDP_TEST_KEY")
+        backend = load_backend(
+            f"openai:{srv.url}/tiny,tokenizer={model_dir},api_key_env=TDP_TEST_KEY"
+        )
         assert len(backend.token_logprobs([TEXTS[0]])[0]) > 0
         with pytest.raises(BackendError, match="HTTP 400") as err:
             backend.generate(["x"], max_new_tokens=10_000)
-        leaks = [json.dumps(backend.fingerprint().to_dict()), repr(backend.client), str(err.value),
-                 caplog.text, repr(vars(backend))]
+        leaks = [
+            json.dumps(backend.fingerprint().to_dict()),
+            repr(backend.client),
+            str(err.value),
+            caplog.text,
+            repr(vars(backend)),
+        ]
         assert not [s for s in leaks if SECRET in s]
     with pytest.raises(BackendError, match="never put an API key"):
         load_backend(f"openai:http://127.0.0.1:9/v1/m,api_key={SECRET}")
@@ -183,14 +200,17 @@ class FlakyHandler(ScoringHandler):
 def test_retries_429_and_5xx_then_succeeds(model_dir, hf_reference):
     with serving(model_dir, handler=FlakyHandler) as srv:
         srv.failures, srv.seen = [429, 503, 500], []
-        backend = load_backend(f"openai:{srv.url}/tiny,tokenizer={model_dir},backoff_s=0.01,concurrency=1")
+        backend = load_backend(
+            f"openai:{srv.url}/tiny,tokenizer={model_dir},backoff_s=0.01,concurrency=1"
+        )
         got = backend.token_logprobs([TEXTS[1]])
         assert srv.seen == [429, 503, 500]
         np.testing.assert_allclose(got[0], hf_reference.token_logprobs([TEXTS[1]])[0], atol=1e-5)
         srv.failures = [503] * 10
         with pytest.raises(BackendError, match="after 3 attempts: HTTP 503: injected 503"):
-            load_backend(f"openai:{srv.url}/tiny,tokenizer={model_dir},backoff_s=0.01,max_retries=2"
-                         ).token_logprobs([TEXTS[1]])
+            load_backend(
+                f"openai:{srv.url}/tiny,tokenizer={model_dir},backoff_s=0.01,max_retries=2"
+            ).token_logprobs([TEXTS[1]])
         srv.failures = [400]
         with pytest.raises(BackendError, match="HTTP 400: injected 400"):
             backend.token_logprobs([TEXTS[1]])
@@ -200,40 +220,59 @@ def test_unreachable_server_gives_a_clear_error(model_dir):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # nothing listens here once closed
-    with pytest.raises(BackendError, match=rf"cannot get an answer .*127.0.0.1:{port}/v1 after 2 attempts"):
-        load_backend(f"openai:http://127.0.0.1:{port}/v1/tiny,tokenizer={model_dir},max_retries=1,backoff_s=0.01")
+    with pytest.raises(
+        BackendError, match=rf"cannot get an answer .*127.0.0.1:{port}/v1 after 2 attempts"
+    ):
+        load_backend(
+            f"openai:http://127.0.0.1:{port}/v1/tiny,tokenizer={model_dir},max_retries=1,backoff_s=0.01"
+        )
 
 
 # --- the server itself ---------------------------------------------------------------------
 def test_server_follows_vllm_echo_format(server, hf_reference):
     ids = hf_reference.encode(TEXTS[0])
-    status, reply = post(server.url + "/completions", {"model": "tiny", "prompt": ids, "echo": True,
-                                                       "logprobs": 2, "max_tokens": 1, "temperature": 0,
-                                                       "prompt_logprobs": 1, "return_token_ids": True})
+    status, reply = post(
+        server.url + "/completions",
+        {
+            "model": "tiny",
+            "prompt": ids,
+            "echo": True,
+            "logprobs": 2,
+            "max_tokens": 1,
+            "temperature": 0,
+            "prompt_logprobs": 1,
+            "return_token_ids": True,
+        },
+    )
     assert status == 200 and reply["object"] == "text_completion" and reply["model"] == "tiny"
     (choice,) = reply["choices"]
     lp = choice["logprobs"]
     assert len(lp["token_logprobs"]) == len(lp["tokens"]) == len(lp["top_logprobs"]) == len(ids) + 1
     assert lp["token_logprobs"][0] is None and lp["top_logprobs"][0] is None
-    assert all(len(t) <= 3 for t in lp["top_logprobs"][1:])  # actual + top-2 (string keys may merge)
+    assert all(
+        len(t) <= 3 for t in lp["top_logprobs"][1:]
+    )  # actual + top-2 (string keys may merge)
     assert choice["prompt_token_ids"] == ids and len(choice["token_ids"]) == 1
     assert choice["prompt_logprobs"][0] is None and len(choice["prompt_logprobs"]) == len(ids)
-    ranks = [e[str(t)]["rank"] for e, t in zip(choice["prompt_logprobs"][1:], ids[1:])]
+    ranks = [e[str(t)]["rank"] for e, t in zip(choice["prompt_logprobs"][1:], ids[1:], strict=True)]
     assert min(ranks) >= 1 and reply["usage"]["prompt_tokens"] == len(ids)
     ref = hf_reference.token_logprobs([TEXTS[0]])[0]
     np.testing.assert_allclose(lp["token_logprobs"][1 : len(ids)], ref, atol=1e-5)
 
 
-@pytest.mark.parametrize("body,status,message", [
-    ({"model": "nope", "prompt": [1, 2]}, 404, "does not exist"),
-    ({"prompt": [1, 2], "stream": True}, 400, "stream"),
-    ({"prompt": [1, 2], "top_p": 0.9}, 400, "top_p"),
-    ({"prompt": [1, 2], "frobnicate": 1}, 400, "frobnicate"),
-    ({"prompt": [1, 99999]}, 400, "token ids"),
-    ({"prompt": []}, 400, "prompt"),
-    ({"prompt": [1, 2], "max_tokens": 0}, 400, "max_tokens"),
-    ({"prompt": [1, 2], "logprobs": 50}, 400, "logprobs"),
-])
+@pytest.mark.parametrize(
+    "body,status,message",
+    [
+        ({"model": "nope", "prompt": [1, 2]}, 404, "does not exist"),
+        ({"prompt": [1, 2], "stream": True}, 400, "stream"),
+        ({"prompt": [1, 2], "top_p": 0.9}, 400, "top_p"),
+        ({"prompt": [1, 2], "frobnicate": 1}, 400, "frobnicate"),
+        ({"prompt": [1, 99999]}, 400, "token ids"),
+        ({"prompt": []}, 400, "prompt"),
+        ({"prompt": [1, 2], "max_tokens": 0}, 400, "max_tokens"),
+        ({"prompt": [1, 2], "logprobs": 50}, 400, "logprobs"),
+    ],
+)
 def test_server_refuses_what_it_does_not_do(server, body, status, message):
     got, reply = post(server.url + "/completions", body)
     assert got == status and message in reply["error"]["message"]
@@ -241,9 +280,20 @@ def test_server_refuses_what_it_does_not_do(server, body, status, message):
 
 def test_tdp_serve_command_serves_on_loopback(model_dir):
     env = {**os.environ, "TDP_SERVE_KEY": SECRET}
-    cmd = [str(Path(sys.executable).parent / "tdp"), "serve", f"hf:{model_dir},dtype=float32",
-           "--port", "0", "--served-name", "tiny", "--api-key-env", "TDP_SERVE_KEY"]
-    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, env=env, cwd=Path(__file__).parent.parent)
+    cmd = [
+        str(Path(sys.executable).parent / "tdp"),
+        "serve",
+        f"hf:{model_dir},dtype=float32",
+        "--port",
+        "0",
+        "--served-name",
+        "tiny",
+        "--api-key-env",
+        "TDP_SERVE_KEY",
+    ]
+    proc = subprocess.Popen(
+        cmd, stderr=subprocess.PIPE, text=True, env=env, cwd=Path(__file__).parent.parent
+    )
     try:
         url = None
         for line in proc.stderr:

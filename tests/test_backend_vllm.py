@@ -99,17 +99,28 @@ def make_prompt_logprobs(ids: list[int], logp: torch.Tensor, k: int, flat: bool)
         entry = {actual: Logprob(float(row[actual]), rank, None)}
         top = torch.topk(row, k) if k else None
         if top is not None:
-            for r, (v, t) in enumerate(zip(top.values.tolist(), top.indices.tolist()), 1):
+            for r, (v, t) in enumerate(
+                zip(top.values.tolist(), top.indices.tolist(), strict=True), 1
+            ):
                 entry.setdefault(int(t), Logprob(v, r, None))
         container.append(entry)
     return container
 
 
 class FakeSamplingParams:
-    """Records the keyword arguments, like vllm.SamplingParams; declares its fields as msgspec does."""
+    """Records keyword arguments like vllm.SamplingParams; declares fields as msgspec does."""
 
-    __struct_fields__ = ("n", "max_tokens", "temperature", "top_p", "top_k", "seed",
-                         "prompt_logprobs", "detokenize", "flat_logprobs")
+    __struct_fields__ = (
+        "n",
+        "max_tokens",
+        "temperature",
+        "top_p",
+        "top_k",
+        "seed",
+        "prompt_logprobs",
+        "detokenize",
+        "flat_logprobs",
+    )
 
     def __init__(self, **kwargs: Any) -> None:
         unknown = set(kwargs) - set(self.__struct_fields__)
@@ -121,8 +132,16 @@ class FakeSamplingParams:
 class OldSamplingParams(FakeSamplingParams):
     """A vLLM without flat_logprobs."""
 
-    __struct_fields__ = ("n", "max_tokens", "temperature", "top_p", "top_k", "seed",
-                         "prompt_logprobs", "detokenize")
+    __struct_fields__ = (
+        "n",
+        "max_tokens",
+        "temperature",
+        "top_p",
+        "top_k",
+        "seed",
+        "prompt_logprobs",
+        "detokenize",
+    )
 
 
 class HFStandInEngine:
@@ -139,7 +158,9 @@ class HFStandInEngine:
         self.k, self.calls = k, []
 
     @torch.inference_mode()
-    def generate(self, prompts: list[dict[str, Any]], params: Any, use_tqdm: bool = False) -> list[Any]:
+    def generate(
+        self, prompts: list[dict[str, Any]], params: Any, use_tqdm: bool = False
+    ) -> list[Any]:
         self.calls.append(params.kwargs)
         outs = []
         for i, p in enumerate(prompts):
@@ -153,10 +174,13 @@ class HFStandInEngine:
                 gen = [CompletionOutput(0, "", [int(logp[-1].argmax())], None, None)]
             else:
                 n, m = params.kwargs["n"], params.kwargs["max_tokens"]
-                out = self.model.generate(input_ids=torch.tensor([ids]), max_new_tokens=m, do_sample=False,
-                                          pad_token_id=0)
-                cont = out[0, len(ids):].tolist()
-                cont = cont[: cont.index(0) + 1] if 0 in cont else cont  # vLLM stops after EOS (id 0)
+                out = self.model.generate(
+                    input_ids=torch.tensor([ids]), max_new_tokens=m, do_sample=False, pad_token_id=0
+                )
+                cont = out[0, len(ids) :].tolist()
+                cont = (
+                    cont[: cont.index(0) + 1] if 0 in cont else cont
+                )  # vLLM stops after EOS (id 0)
                 gen = [CompletionOutput(j, "", list(cont), None, None) for j in reversed(range(n))]
                 plp = None
             outs.append(RequestOutput(str(i), None, list(ids), plp, gen, True))
@@ -177,8 +201,14 @@ def vllm_over(model_dir, hf_reference, flat: bool = True, k: int = 0, **settings
     """The backend over a stand-in engine; flat=False stands for a vLLM without flat_logprobs."""
     engine = HFStandInEngine(model_dir, k)
     params_cls = FakeSamplingParams if flat else OldSamplingParams
-    backend = VLLMBackend(engine, hf_reference.tokenizer, params_cls, str(model_dir),
-                          settings=VLLMSettings(**settings), versions={"vllm": "stand-in"})
+    backend = VLLMBackend(
+        engine,
+        hf_reference.tokenizer,
+        params_cls,
+        str(model_dir),
+        settings=VLLMSettings(**settings),
+        versions={"vllm": "stand-in"},
+    )
     return backend, engine
 
 
@@ -201,10 +231,15 @@ def test_reads_by_token_id_not_dict_position():
     plp: list[Any] = [None]
     for pos in range(1, len(IDS)):
         row, actual = ROWS[pos - 1], IDS[pos]
-        entry = {int(t): Logprob(float(row[t]), r) for r, t in enumerate(torch.topk(row, 3).indices.tolist(), 1)}
+        entry = {
+            int(t): Logprob(float(row[t]), r)
+            for r, t in enumerate(torch.topk(row, 3).indices.tolist(), 1)
+        }
         entry[actual] = Logprob(float(row[actual]), 99)
         plp.append(entry)
-    assert sum(next(iter(e)) != a for e, a in zip(plp[1:], IDS[1:])) >= 2  # the case is exercised
+    assert (
+        sum(next(iter(e)) != a for e, a in zip(plp[1:], IDS[1:], strict=True)) >= 2
+    )  # the case is exercised
     np.testing.assert_array_equal(prompt_token_logprobs(IDS, plp), WANT)
 
 
@@ -237,13 +272,20 @@ def test_missing_or_malformed_prompt_logprobs_fail():
 
 # --- parameters and settings ---------------------------------------------------------------
 def test_scoring_and_engine_settings():
-    assert scoring_params_kwargs(True) == {"max_tokens": 1, "prompt_logprobs": 0, "detokenize": False,
-                                           "temperature": 0.0, "flat_logprobs": True}
+    assert scoring_params_kwargs(True) == {
+        "max_tokens": 1,
+        "prompt_logprobs": 0,
+        "detokenize": False,
+        "temperature": 0.0,
+        "flat_logprobs": True,
+    }
     assert "flat_logprobs" not in scoring_params_kwargs(False)
     kw = VLLMSettings(max_num_seqs=512).engine_kwargs()
     assert kw["logprobs_mode"] == "raw_logprobs" and kw["enable_prefix_caching"] is False
     assert kw["max_num_seqs"] == 512 and "max_model_len" not in kw
-    assert supports_flat_logprobs(FakeSamplingParams) and not supports_flat_logprobs(OldSamplingParams)
+    assert supports_flat_logprobs(FakeSamplingParams) and not supports_flat_logprobs(
+        OldSamplingParams
+    )
     g = generation_params_kwargs(8, 3, 0.7, 11)
     assert g["seed"] == 11 and g["n"] == 3 and g["top_k"] == 0 and g["detokenize"] is False
     assert "seed" not in generation_params_kwargs(8, 1, 0.0, 11)
@@ -252,8 +294,9 @@ def test_scoring_and_engine_settings():
 
 
 def test_spec_and_missing_vllm_give_clear_errors():
-    spec = parse_model_spec("vllm:org/model@v2,dtype=float16,max_num_seqs=256",
-                            ("hf", "vllm", "openai"))
+    spec = parse_model_spec(
+        "vllm:org/model@v2,dtype=float16,max_num_seqs=256", ("hf", "vllm", "openai")
+    )
     assert spec.backend == "vllm" and spec.revision == "v2" and spec.options["max_num_seqs"] == 256
     with pytest.raises(BackendError, match="unknown"):
         VLLMBackend.from_spec(parse_model_spec("vllm:m,flash=1", ("vllm",)))
@@ -270,8 +313,11 @@ def test_backend_matches_hf_reference_through_vllm_shapes(model_dir, hf_referenc
     got = backend.token_logprobs(list(TEXTS))
     ref = hf_reference.token_logprobs(list(TEXTS))
     assert len(engine.calls) == 2  # 6 prompts in chunks of 4
-    assert engine.calls[0]["prompt_logprobs"] == 0 and engine.calls[0].get("flat_logprobs", False) is flat
-    for g, r in zip(got, ref):
+    assert (
+        engine.calls[0]["prompt_logprobs"] == 0
+        and engine.calls[0].get("flat_logprobs", False) is flat
+    )
+    for g, r in zip(got, ref, strict=True):
         assert g.dtype == np.float32 and g.shape == r.shape
         np.testing.assert_allclose(g, r, atol=1e-5)
 
@@ -281,7 +327,9 @@ def test_engine_that_changes_the_prompt_is_caught(model_dir, hf_reference):
     real = engine.generate
 
     def add_bos(prompts, params, use_tqdm=False):
-        return real([{"prompt_token_ids": [0, *p["prompt_token_ids"]]} for p in prompts], params, use_tqdm)
+        return real(
+            [{"prompt_token_ids": [0, *p["prompt_token_ids"]]} for p in prompts], params, use_tqdm
+        )
 
     engine.generate = add_bos
     with pytest.raises(BackendError, match="differs from the"):
@@ -299,12 +347,16 @@ def test_generate_returns_n_decoded_continuations_in_index_order(model_dir, hf_r
 
 def test_fingerprint_records_numerics_settings(model_dir, hf_reference, monkeypatch):
     monkeypatch.setenv("VLLM_BATCH_INVARIANT", "1")
-    backend, _ = vllm_over(model_dir, hf_reference, True, dtype="float32", max_num_batched_tokens=16384)
+    backend, _ = vllm_over(
+        model_dir, hf_reference, True, dtype="float32", max_num_batched_tokens=16384
+    )
     fp = backend.fingerprint()
     s = fp.settings
     assert fp.backend == "vllm" and fp.dtype == "float32" and fp.tokenizer_sha256
     assert s["logprobs_mode"] == "raw_logprobs" and s["enable_prefix_caching"] is False
     assert s["flat_logprobs"] is True and s["max_num_batched_tokens"] == 16384
     assert s["env"] == {"VLLM_BATCH_INVARIANT": "1"} and s["scoring_prefix_id"] == 0
-    other, _ = vllm_over(model_dir, hf_reference, True, dtype="float32", max_num_batched_tokens=8192)
+    other, _ = vllm_over(
+        model_dir, hf_reference, True, dtype="float32", max_num_batched_tokens=8192
+    )
     assert other.fingerprint().digest() != fp.digest()

@@ -23,14 +23,22 @@ TEXTS = (
 
 
 def build_tiny_lm(out: Path, seed: int = 0) -> Path:
-    """Save a 2-layer GPT-2 (init std 0.3, so next-token laws are far from uniform) and tokenizer."""
+    """Save a 2-layer GPT-2 (init std 0.3: next-token laws far from uniform) and tokenizer."""
     from transformers import GPT2Config, GPT2LMHeadModel
 
     tok = train_tokenizer(stdlib_docstrings(max_bytes=30_000), vocab_size=400)
     torch.manual_seed(seed)
-    cfg = GPT2Config(vocab_size=len(tok), n_positions=128, n_embd=32, n_layer=2, n_head=2,
-                     initializer_range=0.3, bos_token_id=tok.bos_token_id,
-                     eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    cfg = GPT2Config(
+        vocab_size=len(tok),
+        n_positions=128,
+        n_embd=32,
+        n_layer=2,
+        n_head=2,
+        initializer_range=0.3,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+    )
     model = GPT2LMHeadModel(cfg).eval()
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import socket
 import time
 import urllib.error
 import urllib.request
@@ -59,7 +58,9 @@ class JsonClient:
     def post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         return self._request("POST", self.base_url + path, body)
 
-    def post_optional(self, path: str, body: dict[str, Any], root: bool = False) -> dict[str, Any] | None:
+    def post_optional(
+        self, path: str, body: dict[str, Any], root: bool = False
+    ) -> dict[str, Any] | None:
         """POST where the endpoint may not exist: None on 404/405/501 (e.g. vLLM-only routes)."""
         url = (self.root_url if root else self.base_url) + path
         try:
@@ -70,7 +71,9 @@ class JsonClient:
     def _redact(self, text: str) -> str:
         return text.replace(self.__key, "***") if self.__key else text
 
-    def _request(self, method: str, url: str, body: dict[str, Any] | None, optional: bool = False) -> dict[str, Any]:
+    def _request(
+        self, method: str, url: str, body: dict[str, Any] | None, optional: bool = False
+    ) -> dict[str, Any]:
         data = None if body is None else json.dumps(body).encode()
         headers = {"Accept": "application/json"}
         if data is not None:
@@ -78,11 +81,11 @@ class JsonClient:
         if self.__key:
             headers["Authorization"] = f"Bearer {self.__key}"
         shown = _strip_userinfo(url)
-        last = ""
+        last, retry_after = "", None
         for attempt in range(self.max_retries + 1):
             if attempt:
-                time.sleep(self._delay(attempt, last_retry_after))
-            last_retry_after = None
+                time.sleep(self._delay(attempt, retry_after))
+            retry_after = None
             req = urllib.request.Request(url, data=data, headers=headers, method=method)
             try:
                 with urllib.request.urlopen(req, timeout=self.timeout_s) as resp:
@@ -92,16 +95,28 @@ class JsonClient:
                 if optional and e.code in (404, 405, 501):
                     raise _Missing() from None
                 if e.code in (401, 403):
-                    src = f"${self.api_key_env}" if self.__key else f"no key (${self.api_key_env} is unset)"
-                    raise BackendError(f"{shown}: HTTP {e.code}, the server refused {src}: {detail}") from None
+                    src = (
+                        f"${self.api_key_env}"
+                        if self.__key
+                        else f"no key (${self.api_key_env} is unset)"
+                    )
+                    raise BackendError(
+                        f"{shown}: HTTP {e.code}, the server refused {src}: {detail}"
+                    ) from None
                 if e.code not in RETRY_STATUS:
                     raise BackendError(f"{shown}: HTTP {e.code}: {detail}") from None
-                last, last_retry_after = f"HTTP {e.code}: {detail}", e.headers.get("Retry-After")
-            except (urllib.error.URLError, ConnectionError, socket.timeout, TimeoutError) as e:
+                last, retry_after = f"HTTP {e.code}: {detail}", e.headers.get("Retry-After")
+            except (urllib.error.URLError, ConnectionError, TimeoutError) as e:
                 reason = getattr(e, "reason", e)
                 last = self._redact(f"{type(reason).__name__}: {reason}")
-            log.info("%s %s failed (%s); attempt %d of %d", method, shown, last, attempt + 1,
-                     self.max_retries + 1)
+            log.info(
+                "%s %s failed (%s); attempt %d of %d",
+                method,
+                shown,
+                last,
+                attempt + 1,
+                self.max_retries + 1,
+            )
         raise BackendError(
             f"cannot get an answer from the OpenAI-compatible server at {self.shown_url} "
             f"after {self.max_retries + 1} attempts: {last}"

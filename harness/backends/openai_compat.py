@@ -60,10 +60,14 @@ def split_endpoint(url: str) -> tuple[str, str | None]:
     """`http://h:8000/v1/org/model` -> (`http://h:8000/v1`, `org/model`); no name -> None."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise BackendError(f"openai backend needs an http(s) URL ending in /v1[/model], got {url!r}")
+        raise BackendError(
+            f"openai backend needs an http(s) URL ending in /v1[/model], got {url!r}"
+        )
     segments = parts.path.split("/")
     if "v1" not in segments:
-        raise BackendError(f"openai backend URL {url!r} has no /v1 path (e.g. http://host:8000/v1/model)")
+        raise BackendError(
+            f"openai backend URL {url!r} has no /v1 path (e.g. http://host:8000/v1/model)"
+        )
     cut = segments.index("v1") + 1
     base_path, name = "/".join(segments[:cut]), "/".join(segments[cut:]).strip("/") or None
     return urlunsplit((parts.scheme, parts.netloc, base_path, "", "")), name
@@ -82,12 +86,14 @@ def echo_token_logprobs(prompt_ids: Sequence[int], choice: dict[str, Any]) -> np
     """Prompt log-probs from an echoed choice: `token_logprobs[1:len(prompt)]`, lengths checked."""
     lp = (choice.get("logprobs") or {}).get("token_logprobs")
     if lp is None:
-        raise BackendError("server returned no logprobs.token_logprobs (does it support echo + logprobs?)")
+        raise BackendError(
+            "server returned no logprobs.token_logprobs (does it support echo + logprobs?)"
+        )
     n = len(prompt_ids)
     if not n <= len(lp) <= n + 1:
         raise BackendError(
             f"server returned {len(lp)} log-probs for a prompt of {n} tokens plus at most one "
-            "generated; it does not echo prompt log-probs (some servers return generated tokens only)"
+            "generated; it does not echo prompt log-probs (some return generated tokens only)"
         )
     tokens = (choice.get("logprobs") or {}).get("tokens")
     if tokens is not None and len(tokens) != len(lp):
@@ -105,14 +111,16 @@ def vllm_prompt_logprobs(prompt_ids: Sequence[int], choice: dict[str, Any]) -> n
     got_ids = choice.get("prompt_token_ids")
     if got_ids is not None and list(got_ids) != list(prompt_ids):
         raise BackendError(
-            f"server scored a prompt of {len(got_ids)} tokens that differs from the {len(prompt_ids)} sent"
+            f"server scored a prompt of {len(got_ids)} tokens that differs from the "
+            f"{len(prompt_ids)} sent"
         )
     pl = choice.get("prompt_logprobs")
     if pl is None:
         raise BackendError("server returned no prompt_logprobs (is it a vLLM server?)")
     if len(pl) != len(prompt_ids):
         raise BackendError(
-            f"server returned {len(pl)} prompt log-prob positions for a prompt of {len(prompt_ids)} tokens"
+            f"server returned {len(pl)} prompt log-prob positions for a prompt of "
+            f"{len(prompt_ids)} tokens"
         )
     if pl[0]:
         raise BackendError("server returned a log-prob for the first prompt token; expected null")
@@ -121,7 +129,9 @@ def vllm_prompt_logprobs(prompt_ids: Sequence[int], choice: dict[str, Any]) -> n
         entry = pl[pos] or {}
         hit = entry.get(str(prompt_ids[pos]))
         if hit is None:
-            raise BackendError(f"prompt_logprobs at position {pos} lack prompt token {prompt_ids[pos]}")
+            raise BackendError(
+                f"prompt_logprobs at position {pos} lack prompt token {prompt_ids[pos]}"
+            )
         out[pos - 1] = hit["logprob"]
     return out
 
@@ -133,7 +143,9 @@ class OpenAIBackend:
 
     def __init__(self, url: str, revision: str | None = None, **options: Any) -> None:
         if "api_key" in options:
-            raise BackendError("never put an API key in a model spec; set api_key_env=NAME of an env var")
+            raise BackendError(
+                "never put an API key in a model spec; set api_key_env=NAME of an env var"
+            )
         try:
             self.settings = OpenAISettings(**options)
         except TypeError as e:
@@ -145,7 +157,9 @@ class OpenAIBackend:
         self.base_url, self.revision = base, revision
         self.server_model = self._model_card(served)
         self.model_id = str(self.server_model["id"])
-        self.tokenizer = load_tokenizer(s.tokenizer or self.model_id, None if s.tokenizer else revision)
+        self.tokenizer = load_tokenizer(
+            s.tokenizer or self.model_id, None if s.tokenizer else revision
+        )
         self.prefix_id = scoring_prefix_id(self.tokenizer)
         self.max_length = int(self.server_model.get("max_model_len") or 1 << 30)
         if s.check_tokenizer:
@@ -161,15 +175,19 @@ class OpenAIBackend:
         ids = [m.get("id") for m in data]
         if served is None:
             if len(data) != 1:
-                raise BackendError(f"server at {public_url(self.base_url)} serves {ids}; name one in the URL")
+                raise BackendError(
+                    f"server at {public_url(self.base_url)} serves {ids}; name one in the URL"
+                )
             return dict(data[0])
         for m in data:
             if m.get("id") == served:
                 return dict(m)
-        raise BackendError(f"server at {public_url(self.base_url)} does not serve {served!r}; it serves {ids}")
+        raise BackendError(
+            f"server at {public_url(self.base_url)} does not serve {served!r}; it serves {ids}"
+        )
 
     def _check_tokenizer(self) -> None:
-        """Where the server says which tokenizer it uses (tdp serve) or tokenizes (vLLM), compare."""
+        """Compare tokenizers where the server names its own (tdp serve) or tokenizes (vLLM)."""
         from canaries.generators import tokenizer_sha256
 
         claimed = (self.server_model.get("tdp") or {}).get("tokenizer_sha256")
@@ -179,8 +197,11 @@ class OpenAIBackend:
                 f"{claimed[:12]}…); pass tokenizer=PATH of the model's own tokenizer"
             )
         probe = "Tokenizer check: 0123 ÄÖ ünïcode, tabs\tand  spaces."
-        reply = self.client.post_optional("/tokenize", {"model": self.model_id, "prompt": probe,
-                                                       "add_special_tokens": False}, root=True)
+        reply = self.client.post_optional(
+            "/tokenize",
+            {"model": self.model_id, "prompt": probe, "add_special_tokens": False},
+            root=True,
+        )
         if reply is not None and "tokens" in reply:
             mine = [int(i) for i in self.tokenizer.encode(probe, add_special_tokens=False)]
             if list(reply["tokens"]) != mine:
@@ -204,13 +225,19 @@ class OpenAIBackend:
         return [lp.astype(np.float32) for batch in scored for lp in batch]
 
     def _score_batch(self, batch: list[list[int]]) -> list[np.ndarray]:
-        body: dict[str, Any] = {"model": self.model_id, "prompt": batch, "echo": True,
-                                "logprobs": 1, "max_tokens": 1, "temperature": 0.0}
+        body: dict[str, Any] = {
+            "model": self.model_id,
+            "prompt": batch,
+            "echo": True,
+            "logprobs": 1,
+            "max_tokens": 1,
+            "temperature": 0.0,
+        }
         if self.settings.prompt_logprobs:
             body.update(prompt_logprobs=0, return_token_ids=True)
         choices = self._choices(self.client.post("/completions", body), len(batch))
         read = vllm_prompt_logprobs if self.settings.prompt_logprobs else echo_token_logprobs
-        return [read(ids, c) for ids, c in zip(batch, choices)]
+        return [read(ids, c) for ids, c in zip(batch, choices, strict=True)]
 
     @staticmethod
     def _choices(reply: dict[str, Any], expected: int) -> list[dict[str, Any]]:
@@ -236,13 +263,20 @@ class OpenAIBackend:
         batches = [encoded[i : i + bs] for i in range(0, len(encoded), bs)]
 
         def run(batch: list[list[int]]) -> list[list[str]]:
-            body: dict[str, Any] = {"model": self.model_id, "prompt": batch, "n": n,
-                                    "max_tokens": max_new_tokens, "temperature": float(temperature),
-                                    "top_p": 1.0}
+            body: dict[str, Any] = {
+                "model": self.model_id,
+                "prompt": batch,
+                "n": n,
+                "max_tokens": max_new_tokens,
+                "temperature": float(temperature),
+                "top_p": 1.0,
+            }
             if temperature > 0:
                 body["seed"] = seed
             choices = self._choices(self.client.post("/completions", body), len(batch) * n)
-            return [[c.get("text", "") for c in choices[i * n : (i + 1) * n]] for i in range(len(batch))]
+            return [
+                [c.get("text", "") for c in choices[i * n : (i + 1) * n]] for i in range(len(batch))
+            ]
 
         with ThreadPoolExecutor(max_workers=self.settings.concurrency) as pool:
             return [row for rows in pool.map(run, batches) for row in rows]
@@ -254,8 +288,12 @@ class OpenAIBackend:
         served = dict(self.server_model.get("tdp") or {})
         keep = ("batch_size", "concurrency", "prompt_logprobs")
         settings: dict[str, Any] = {k: v for k, v in asdict(self.settings).items() if k in keep}
-        settings.update(base_url=public_url(self.base_url), scoring_prefix_id=self.prefix_id,
-                        max_tokens=1, temperature=0.0)
+        settings.update(
+            base_url=public_url(self.base_url),
+            scoring_prefix_id=self.prefix_id,
+            max_tokens=1,
+            temperature=0.0,
+        )
         if served:
             settings["server"] = served
         return Fingerprint(

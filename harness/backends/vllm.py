@@ -175,7 +175,9 @@ def prompt_token_logprobs(prompt_ids: Sequence[int], prompt_logprobs: Any) -> np
             raise BackendError("vLLM returned a log-prob for the first prompt token; expected none")
         lp = _dict_actual_logprobs(prompt_ids, prompt_logprobs)
     if np.isnan(lp).any() or (lp > 1e-4).any():
-        raise BackendError("vLLM returned NaN or positive log-probs; check logprobs_mode is raw_logprobs")
+        raise BackendError(
+            "vLLM returned NaN or positive log-probs; check logprobs_mode is raw_logprobs"
+        )
     return lp.astype(np.float32)
 
 
@@ -220,7 +222,9 @@ class VLLMBackend:
         try:
             import vllm
         except ImportError as e:
-            raise BackendError(f"backend 'vllm' needs vllm: pip install 'tdp-harness[vllm]' ({e})") from e
+            raise BackendError(
+                f"backend 'vllm' needs vllm: pip install 'tdp-harness[vllm]' ({e})"
+            ) from e
         import torch
         import transformers
 
@@ -231,24 +235,40 @@ class VLLMBackend:
         if local:
             model = str(Path(model).expanduser().resolve())
         if vllm.__version__.split(".")[:2] != VLLM_VERSION_CODED_AGAINST.split(".")[:2]:
-            log.warning("vllm %s installed; this backend was checked against %s",
-                        vllm.__version__, VLLM_VERSION_CODED_AGAINST)
+            log.warning(
+                "vllm %s installed; this backend was checked against %s",
+                vllm.__version__,
+                VLLM_VERSION_CODED_AGAINST,
+            )
         tokenizer = load_tokenizer(model, revision)
         try:
             llm = vllm.LLM(model=model, revision=revision, **settings.engine_kwargs())
         except Exception as e:  # engine start-up fails in many ways (CUDA, config, memory)
             raise BackendError(f"vLLM cannot load {model!r} (revision {revision}): {e}") from e
-        versions = {"vllm": vllm.__version__, "torch": torch.__version__,
-                    "transformers": transformers.__version__}
-        return cls(llm, tokenizer, vllm.SamplingParams, model, revision, settings,
-                   weights_sha256(Path(model)) if local else None, versions)
+        versions = {
+            "vllm": vllm.__version__,
+            "torch": torch.__version__,
+            "transformers": transformers.__version__,
+        }
+        return cls(
+            llm,
+            tokenizer,
+            vllm.SamplingParams,
+            model,
+            revision,
+            settings,
+            weights_sha256(Path(model)) if local else None,
+            versions,
+        )
 
     @classmethod
     def from_spec(cls, spec: ModelSpec) -> VLLMBackend:
         allowed = set(VLLMSettings.__dataclass_fields__)
         unknown = set(spec.options) - allowed
         if unknown:
-            raise BackendError(f"vllm backend options {sorted(unknown)} unknown; allowed {sorted(allowed)}")
+            raise BackendError(
+                f"vllm backend options {sorted(unknown)} unknown; allowed {sorted(allowed)}"
+            )
         return cls.load(spec.model, spec.revision, **spec.options)
 
     # --- scoring -------------------------------------------------------------------------
@@ -265,7 +285,7 @@ class VLLMBackend:
         for start in range(0, len(encoded), step):
             chunk = encoded[start : start + step]
             results = self._run(chunk, params)
-            for ids, res in zip(chunk, results):
+            for ids, res in zip(chunk, results, strict=True):
                 check_prompt_ids(ids, res)
                 out.append(prompt_token_logprobs(ids, res.prompt_logprobs))
         return out
