@@ -310,3 +310,36 @@ def test_tdp_serve_command_serves_on_loopback(model_dir):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_server_sampled_echo_logprobs_are_teacher_forced(server, hf_reference):
+    ids = hf_reference.encode(TEXTS[1])
+    body = {
+        "prompt": [ids],
+        "echo": True,
+        "logprobs": 1,
+        "max_tokens": 4,
+        "temperature": 1.0,
+        "seed": 7,
+        "return_token_ids": True,
+    }
+    status, reply = post(server.url + "/completions", body)
+    assert status == 200
+    (choice,) = reply["choices"]
+    gen = choice["token_ids"]
+    assert 1 <= len(gen) <= 4 and choice["prompt_token_ids"] == ids
+    lps = choice["logprobs"]["token_logprobs"]
+    assert len(lps) == len(ids) + len(gen)
+    whole = torch_logprobs(hf_reference, ids + gen)
+    np.testing.assert_allclose(lps[1:], whole, atol=1e-5)
+    assert post(server.url + "/completions", body)[1]["choices"][0]["token_ids"] == gen  # seeded
+
+
+def torch_logprobs(backend, ids: list[int]) -> np.ndarray:
+    """Teacher-forced log-probs of an id sequence with the reference model (fp32)."""
+    import torch
+
+    with torch.inference_mode():
+        logits = backend.model(input_ids=torch.tensor([ids])).logits[0, :-1].float()
+        logp = torch.log_softmax(logits, -1)
+        return logp.gather(-1, torch.tensor(ids[1:])[:, None]).squeeze(-1).numpy()
