@@ -63,6 +63,8 @@ def test_spec_syntax():
     for bad in ("127.0.0.1:8000/v1/m", "http://h:8000/m", "ftp://h/v1/m"):
         with pytest.raises(BackendError, match="/v1"):
             split_endpoint(bad)
+    with pytest.raises(BackendError, match="no credentials in the URL"):
+        split_endpoint("http://user:pw@h:8000/v1/m")
 
 
 def test_echo_slicing_and_length_checks():
@@ -343,3 +345,24 @@ def torch_logprobs(backend, ids: list[int]) -> np.ndarray:
         logits = backend.model(input_ids=torch.tensor([ids])).logits[0, :-1].float()
         logp = torch.log_softmax(logits, -1)
         return logp.gather(-1, torch.tensor(ids[1:])[:, None]).squeeze(-1).numpy()
+
+
+def test_black_box_audit_equals_white_box_audit(server, model_dir, tmp_path):
+    """The whole canary-rank audit through tdp serve gives the hf audit's seed, scores and p."""
+    from canaries.canary_set import Plan, new_canary_set, save_canary_set
+    from canaries.drbg import derive_seed
+    from canaries.generators import words_spec
+    from harness.audit import audit_from_paths
+
+    plan = Plan(score="loss", statistic="rank-sum", counterfactuals=40, alpha=0.05)
+    cs, seed = new_canary_set(words_spec(4), 3, plan, seed=derive_seed("test-openai-audit", "1"))
+    path = save_canary_set(cs, tmp_path / "c.json", seed)
+    white = audit_from_paths(f"hf:{model_dir},dtype=float32", path, progress=False)
+    black = audit_from_paths(
+        f"openai:{server.url}/tiny,tokenizer={model_dir}", path, progress=False
+    )
+    assert black.audit_seed == white.audit_seed
+    assert [i.text for i in black.items] == [i.text for i in white.items]
+    for b, w in zip(black.items, white.items, strict=True):
+        assert b.scores["loss"] == pytest.approx(w.scores["loss"], abs=1e-5)
+    assert black.primary.result.pvalue == white.primary.result.pvalue

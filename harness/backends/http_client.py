@@ -7,6 +7,7 @@ environment variable at construction, sent as a Bearer token, and kept out of ev
 
 from __future__ import annotations
 
+import http.client
 import json
 import logging
 import os
@@ -106,7 +107,12 @@ class JsonClient:
                 if e.code not in RETRY_STATUS:
                     raise BackendError(f"{shown}: HTTP {e.code}: {detail}") from None
                 last, retry_after = f"HTTP {e.code}: {detail}", e.headers.get("Retry-After")
-            except (urllib.error.URLError, ConnectionError, TimeoutError) as e:
+            except (
+                urllib.error.URLError,
+                http.client.HTTPException,
+                ConnectionError,
+                TimeoutError,
+            ) as e:
                 reason = getattr(e, "reason", e)
                 last = self._redact(f"{type(reason).__name__}: {reason}")
             log.info(

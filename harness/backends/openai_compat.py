@@ -63,6 +63,10 @@ def split_endpoint(url: str) -> tuple[str, str | None]:
         raise BackendError(
             f"openai backend needs an http(s) URL ending in /v1[/model], got {url!r}"
         )
+    if parts.username or parts.password:
+        raise BackendError(
+            "no credentials in the URL (it is written into reports); use api_key_env"
+        )
     segments = parts.path.split("/")
     if "v1" not in segments:
         raise BackendError(
