@@ -62,7 +62,8 @@ class JsonClient:
     def post_optional(
         self, path: str, body: dict[str, Any], root: bool = False
     ) -> dict[str, Any] | None:
-        """POST where the endpoint may not exist: None on 404/405/501 (e.g. vLLM-only routes)."""
+        """POST where the endpoint may not exist (vLLM-only routes): None on a 4xx other than
+        auth/throttling, or 501."""
         url = (self.root_url if root else self.base_url) + path
         try:
             return self._request("POST", url, body, optional=True)
@@ -93,7 +94,8 @@ class JsonClient:
                     return self._decode(resp.read(), shown)
             except urllib.error.HTTPError as e:
                 detail = self._redact(_error_message(e))
-                if optional and e.code in (404, 405, 501):
+                absent = e.code == 501 or (e.code < 500 and e.code not in (401, 403, 408, 429))
+                if optional and absent:
                     raise _Missing() from None
                 if e.code in (401, 403):
                     src = (

@@ -229,9 +229,9 @@ class VLLMBackend:
         import transformers
 
         settings = VLLMSettings(**options)
-        from harness.backends.hf import _looks_local, weights_sha256
+        from harness.backends.hf import weights_sha256
 
-        local = _looks_local(model)
+        local = Path(model).expanduser().is_dir()
         if local:
             model = str(Path(model).expanduser().resolve())
         if vllm.__version__.split(".")[:2] != VLLM_VERSION_CODED_AGAINST.split(".")[:2]:
