@@ -243,6 +243,22 @@ def test_reads_by_token_id_not_dict_position():
     np.testing.assert_array_equal(prompt_token_logprobs(IDS, plp), WANT)
 
 
+def test_flat_reader_searches_by_id_when_actual_is_not_first():
+    flat = FlatLogprobs()
+    flat.append(None)
+    for pos in range(1, len(IDS)):
+        row, actual = ROWS[pos - 1], IDS[pos]
+        decoys = [t for t in range(12) if t != actual][:2]
+        flat.append(
+            {
+                **{t: Logprob(float(row[t]), 1) for t in decoys},
+                actual: Logprob(float(row[actual]), 5),
+            }
+        )
+    assert flat.token_ids[flat.start_indices[1]] != IDS[1]
+    np.testing.assert_array_equal(prompt_token_logprobs(IDS, flat), WANT)
+
+
 @pytest.mark.parametrize("flat", [False, True])
 def test_wrong_number_of_positions_fails_loudly(flat):
     plp = make_prompt_logprobs(IDS[:-1], ROWS, 0, flat)
