@@ -125,29 +125,19 @@ def supports_flat_logprobs(sampling_params_cls: Callable[..., Any]) -> bool:
 
 
 def _flat_actual_logprobs(prompt_ids: Sequence[int], flat: Any) -> np.ndarray:
-    """Actual-token log-probs from a FlatLogprobs: parallel lists, one range per position.
-
-    vLLM writes the actual token first in each range, so one vectorised gather checked against
-    the prompt ids does it; any position where that check fails is searched by id instead.
-    """
-    want = np.asarray(prompt_ids[1:], dtype=np.int64)
-    starts = np.asarray(flat.start_indices[1:], dtype=np.int64)
-    ends = np.asarray(flat.end_indices[1:], dtype=np.int64)
-    token_ids = np.asarray(flat.token_ids, dtype=np.int64)
-    logprobs = np.asarray(flat.logprobs, dtype=np.float64)
-    nonempty = ends > starts
-    first = np.full(len(want), -1, dtype=np.int64)
-    first[nonempty] = token_ids[starts[nonempty]]
-    out = np.full(len(want), np.nan)
-    hit = first == want
-    out[hit] = logprobs[starts[hit]]
-    for i in np.flatnonzero(~hit):  # actual token not first: search its range by id
-        rng = np.flatnonzero(token_ids[starts[i] : ends[i]] == want[i])
-        if not len(rng):
-            raise BackendError(
-                f"vLLM prompt log-probs at position {i + 1} lack prompt token {int(want[i])}"
-            )
-        out[i] = logprobs[starts[i] + rng[0]]
+    """Actual-token log-probs from a FlatLogprobs: parallel lists, one range per position."""
+    starts, ends = flat.start_indices, flat.end_indices
+    token_ids, logprobs = flat.token_ids, flat.logprobs
+    out = np.empty(len(prompt_ids) - 1, dtype=np.float64)
+    for pos in range(1, len(prompt_ids)):
+        want, found = prompt_ids[pos], None
+        for j in range(starts[pos], ends[pos]):
+            if token_ids[j] == want:
+                found = logprobs[j]
+                break
+        if found is None:
+            raise BackendError(f"vLLM prompt log-probs at position {pos} lack prompt token {want}")
+        out[pos - 1] = found
     return out
 
 
