@@ -63,6 +63,8 @@ def test_spec_syntax():
     for bad in ("127.0.0.1:8000/v1/m", "http://h:8000/m", "ftp://h/v1/m"):
         with pytest.raises(BackendError, match="/v1"):
             split_endpoint(bad)
+    with pytest.raises(BackendError, match="drop @main"):
+        load_backend("openai:http://127.0.0.1:9/v1/m@main")
     with pytest.raises(BackendError, match="no credentials in the URL"):
         split_endpoint("http://user:pw@h:8000/v1/m")
 

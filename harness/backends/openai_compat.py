@@ -146,6 +146,11 @@ class OpenAIBackend:
     name = "openai"
 
     def __init__(self, url: str, revision: str | None = None, **options: Any) -> None:
+        if revision is not None:
+            raise BackendError(
+                f"openai backend: the server decides what it serves; drop @{revision} from the "
+                "spec (a free-text revision would let anyone re-draw the audit seed)"
+            )
         if "api_key" in options:
             raise BackendError(
                 "never put an API key in a model spec; set api_key_env=NAME of an env var"
@@ -161,9 +166,7 @@ class OpenAIBackend:
         self.base_url, self.revision = base, revision
         self.server_model = self._model_card(served)
         self.model_id = str(self.server_model["id"])
-        self.tokenizer = load_tokenizer(
-            s.tokenizer or self.model_id, None if s.tokenizer else revision
-        )
+        self.tokenizer = load_tokenizer(s.tokenizer or self.model_id)
         self.prefix_id = scoring_prefix_id(self.tokenizer)
         self.max_length = int(self.server_model.get("max_model_len") or 1 << 30)
         if s.check_tokenizer:
@@ -303,7 +306,7 @@ class OpenAIBackend:
         return Fingerprint(
             backend=self.name,
             model=self.model_id,
-            revision=self.revision or served.get("revision"),
+            revision=served.get("revision"),
             weights_sha256=served.get("weights_sha256"),
             dtype=str(served.get("dtype", "unknown")),
             tokenizer_sha256=tokenizer_sha256(self.tokenizer),
