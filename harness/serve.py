@@ -138,11 +138,11 @@ def build_server(
     api_key_env: str | None = None,
 ) -> ScoringServer:
     """Load an hf model and bind a server to it (port 0 picks a free port)."""
-    from harness.backends import load_backend
+    from harness.backends import BACKENDS, load_backend, parse_model_spec
 
-    backend = load_backend(model_spec)
-    if backend.name != "hf":
-        raise BackendError(f"tdp serve serves hf models; got backend {backend.name!r}")
+    spec = parse_model_spec(model_spec, tuple(BACKENDS))
+    if spec.backend != "hf":
+        raise BackendError(f"tdp serve serves hf models; got backend {spec.backend!r}")
     key = None
     if api_key_env:
         key = os.environ.get(api_key_env)
@@ -150,5 +150,8 @@ def build_server(
             raise BackendError(
                 f"--api-key-env {api_key_env}: that environment variable is empty or unset"
             )
-    name = served_name or model_spec.split(",", 1)[0].removeprefix("hf:")
-    return ScoringServer(ScoringModel(backend, name), host, port, key)
+    model = ScoringModel(load_backend(spec), served_name or spec.model)
+    try:
+        return ScoringServer(model, host, port, key)
+    except OSError as e:
+        raise BackendError(f"cannot listen on {host}:{port}: {e}") from e

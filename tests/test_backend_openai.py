@@ -368,3 +368,25 @@ def test_black_box_audit_equals_white_box_audit(server, model_dir, tmp_path):
     for b, w in zip(black.items, white.items, strict=True):
         assert b.scores["loss"] == pytest.approx(w.scores["loss"], abs=1e-5)
     assert black.primary.result.pvalue == white.primary.result.pvalue
+
+
+def test_tdp_serve_errors_are_one_line(model_dir, monkeypatch):
+    from click.testing import CliRunner
+
+    from harness.cli import main
+
+    runner = CliRunner()
+    res = runner.invoke(main, ["serve", "hf:/nonexistent/model"])
+    assert res.exit_code == 1 and "model directory not found" in res.output
+    monkeypatch.delenv("TDP_NO_SUCH_KEY", raising=False)
+    res = runner.invoke(main, ["serve", f"hf:{model_dir}", "--api-key-env", "TDP_NO_SUCH_KEY"])
+    assert res.exit_code == 1 and "TDP_NO_SUCH_KEY" in res.output
+    res = runner.invoke(main, ["serve", "openai:http://127.0.0.1:9/v1/m"])
+    assert res.exit_code == 1 and "serves hf models" in res.output
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        res = runner.invoke(
+            main, ["serve", f"hf:{model_dir}", "--port", str(busy.getsockname()[1])]
+        )
+    assert res.exit_code == 1 and "cannot listen on 127.0.0.1" in res.output
