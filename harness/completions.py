@@ -114,8 +114,8 @@ class ScoringModel:
         logits = self.model(input_ids=ids.to(dev), attention_mask=mask.to(dev)).logits
         res = []
         for row, s in enumerate(seqs):
-            logp = torch.log_softmax(logits[row, : len(s)].float(), dim=-1).cpu()
-            tok = torch.tensor(s[1:], dtype=torch.long)
+            logp = torch.log_softmax(logits[row, : len(s)].float(), dim=-1)  # stays on device
+            tok = torch.tensor(s[1:], dtype=torch.long, device=logp.device)
             actual = logp[:-1].gather(-1, tok[:, None]).squeeze(-1)
             ranks = (logp[:-1] > actual[:, None]).sum(-1) + 1
             top = torch.topk(logp, k=max(1, min(k, self.vocab)), dim=-1)

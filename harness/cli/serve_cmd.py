@@ -16,7 +16,7 @@ from harness.cli.errors import user_errors
     "--port", type=int, default=8000, show_default=True, help="Port (0 picks a free one)."
 )
 @click.option(
-    "--served-name", default=None, help="Model name clients use (default: MODEL as given)."
+    "--served-name", default=None, help="Name clients use (default: the path or hub id in MODEL)."
 )
 @click.option(
     "--api-key-env",
