@@ -11,6 +11,8 @@ from harness.backends.spec import ModelSpec, ModelSpecError, parse_model_spec
 #: backend name -> "module:attr" of a class with `from_spec(ModelSpec)`; imported on first use
 BACKENDS: dict[str, str] = {
     "hf": "harness.backends.hf:HFBackend",
+    "vllm": "harness.backends.vllm:VLLMBackend",
+    "openai": "harness.backends.openai_compat:OpenAIBackend",
 }
 
 

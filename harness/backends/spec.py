@@ -1,4 +1,9 @@
-"""Model spec strings in the lm-eval spirit: `hf:path/or/id@revision,dtype=bfloat16,batch_size=64`."""
+"""Model spec strings in the lm-eval spirit: `hf:path/or/id@revision,dtype=bfloat16,batch_size=64`.
+
+The model part is whatever the backend understands: a local path or hub id (`hf`, `vllm`), or
+a URL for `openai` (`openai:http://127.0.0.1:8000/v1/org/model,concurrency=8`, split by the
+backend into base URL and served name). Options never carry secrets (API keys come from env).
+"""
 
 from __future__ import annotations
 
