@@ -390,3 +390,10 @@ def test_tdp_serve_errors_are_one_line(model_dir, monkeypatch):
             main, ["serve", f"hf:{model_dir}", "--port", str(busy.getsockname()[1])]
         )
     assert res.exit_code == 1 and "cannot listen on 127.0.0.1" in res.output
+
+
+def test_text_longer_than_the_served_context_is_refused_before_sending(server, model_dir):
+    backend = load_backend(f"openai:{server.url}/tiny,tokenizer={model_dir}")
+    assert backend.max_length == 127  # max_model_len 128, minus the one generated token
+    with pytest.raises(BackendError, match="exceeds the model's context of 127"):
+        backend.token_logprobs([" ".join(["word"] * 300)])
