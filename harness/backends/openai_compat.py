@@ -157,7 +157,7 @@ class OpenAIBackend:
             )
         try:
             self.settings = OpenAISettings(**options)
-        except TypeError as e:
+        except (TypeError, ValueError) as e:
             allowed = sorted(OpenAISettings.__dataclass_fields__)
             raise BackendError(f"openai backend options: {e}; allowed {allowed}") from e
         base, served = split_endpoint(url)
