@@ -390,3 +390,37 @@ def test_tdp_serve_errors_are_one_line(model_dir, monkeypatch):
             main, ["serve", f"hf:{model_dir}", "--port", str(busy.getsockname()[1])]
         )
     assert res.exit_code == 1 and "cannot listen on 127.0.0.1" in res.output
+
+
+def test_text_longer_than_the_served_context_is_refused_before_sending(server, model_dir):
+    backend = load_backend(f"openai:{server.url}/tiny,tokenizer={model_dir}")
+    assert backend.max_length == 127  # max_model_len 128, minus the one generated token
+    with pytest.raises(BackendError, match="exceeds the model's context of 127"):
+        backend.token_logprobs([" ".join(["word"] * 300)])
+
+
+class NoClaimHandler(ScoringHandler):
+    """Like a vLLM server: no `tdp` identity in /v1/models, but a /tokenize route."""
+
+    def _send(self, status: int, payload: dict) -> None:
+        for card in payload.get("data", []):
+            card.pop("tdp", None)
+        super()._send(status, payload)
+
+
+def test_tokenizer_probe_via_tokenize_route(model_dir, tmp_path):
+    from harness.train import train_tokenizer
+
+    different = tmp_path / "tok"
+    train_tokenizer(["a completely different corpus " * 50], vocab_size=300).save_pretrained(
+        different
+    )
+    with serving(model_dir, handler=NoClaimHandler) as srv:
+        ok = load_backend(f"openai:{srv.url}/tiny,tokenizer={model_dir}")
+        assert ok.fingerprint().weights_sha256 is None and ok.fingerprint().dtype == "unknown"
+        with pytest.raises(BackendError, match="tokenize the probe text differently"):
+            load_backend(f"openai:{srv.url}/tiny,tokenizer={different}")
+        unchecked = f"openai:{srv.url}/tiny,tokenizer={different},check_tokenizer=false"
+        assert load_backend(unchecked).model_id == "tiny"
+    with pytest.raises(BackendError, match="batch_size"):
+        load_backend("openai:http://127.0.0.1:9/v1/m,batch_size=0")

@@ -157,7 +157,7 @@ class OpenAIBackend:
             )
         try:
             self.settings = OpenAISettings(**options)
-        except TypeError as e:
+        except (TypeError, ValueError) as e:
             allowed = sorted(OpenAISettings.__dataclass_fields__)
             raise BackendError(f"openai backend options: {e}; allowed {allowed}") from e
         base, served = split_endpoint(url)
@@ -168,7 +168,8 @@ class OpenAIBackend:
         self.model_id = str(self.server_model["id"])
         self.tokenizer = load_tokenizer(s.tokenizer or self.model_id)
         self.prefix_id = scoring_prefix_id(self.tokenizer)
-        self.max_length = int(self.server_model.get("max_model_len") or 1 << 30)
+        # the prompt plus the one generated token must fit the server's context
+        self.max_length = int(self.server_model.get("max_model_len") or 1 << 30) - 1
         if s.check_tokenizer:
             self._check_tokenizer()
 

@@ -214,7 +214,8 @@ class VLLMBackend:
         self.flat_logprobs = supports_flat_logprobs(sampling_params_cls)
         self.prefix_id = scoring_prefix_id(tokenizer)
         engine_max = getattr(getattr(llm, "model_config", None), "max_model_len", None)
-        self.max_length = int(engine_max or self.settings.max_model_len or 1 << 30)
+        # the prompt plus the one generated token must fit the engine's context
+        self.max_length = int(engine_max or self.settings.max_model_len or 1 << 30) - 1
 
     @classmethod
     def load(cls, model: str, revision: str | None = None, **options: Any) -> VLLMBackend:
