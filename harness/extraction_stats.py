@@ -51,7 +51,9 @@ POSITIONWISE = (
     "matching is position-wise on units: unit j of the continuation is compared with unit j of "
     "the secret suffix only (a unit outside the alphabet can never match)"
 )
-IID_UNITS = "the secret suffix units are drawn i.i.d. uniformly from the alphabet (pinned generator)"
+IID_UNITS = (
+    "the secret suffix units are drawn i.i.d. uniformly from the alphabet (pinned generator)"
+)
 DISTINCT = (
     "canaries were drawn distinct; p-values are divided by the lower bound "
     "1 - C(K,2)|A|^-length on the probability that K i.i.d. draws are distinct"
@@ -69,7 +71,7 @@ class Tail:
         """The float p-value, rounded up and floored at the smallest positive float."""
         if self.log10 >= 0:
             return 1.0
-        v = 10.0 ** self.log10 * (1 + ROUND_UP)
+        v = 10.0**self.log10 * (1 + ROUND_UP)
         return min(1.0, max(v, TINY))
 
 
@@ -110,8 +112,11 @@ def match_count_tail(x: int, trials: int, alphabet_size: int) -> Tail:
         return Tail(_log10_int(num) - n * math.log10(a))
     k = np.arange(x, n + 1, dtype=np.float64)
     log_terms = (
-        gammaln(n + 1) - gammaln(k + 1) - gammaln(n - k + 1)
-        + (n - k) * math.log(a - 1) - n * math.log(a)
+        gammaln(n + 1)
+        - gammaln(k + 1)
+        - gammaln(n - k + 1)
+        + (n - k) * math.log(a - 1)
+        - n * math.log(a)
     )
     # log-gamma of n ~ 1e6 carries ~1e-9 absolute error: add a margin far above it
     return Tail(min(0.0, float(logsumexp(log_terms)) / LN10 + LGAMMA_MARGIN_LOG10))
@@ -139,7 +144,9 @@ def best_of_n_tail(x: int, length: int, alphabet_size: int, attempts: int) -> Ta
 
 def _log_dominating_pmf(length: int, alphabet_size: int, attempts: int) -> np.ndarray:
     """Natural-log pmf on 0..L of the law with survival S(x) = min(1, n P(Bin(L,1/|A|) >= x))."""
-    log_s = [best_of_n_tail(x, length, alphabet_size, attempts).log10 * LN10 for x in range(length + 1)]
+    log_s = [
+        best_of_n_tail(x, length, alphabet_size, attempts).log10 * LN10 for x in range(length + 1)
+    ]
     log_s.append(-math.inf)
     out = np.empty(length + 1)
     for x in range(length + 1):

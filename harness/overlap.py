@@ -50,7 +50,9 @@ def bleu(generated: Sequence[str], truth: Sequence[str]) -> float:
     if not generated or not truth:
         return 0.0
     return float(
-        sentence_bleu([list(truth)], list(generated), smoothing_function=SmoothingFunction().method1)
+        sentence_bleu(
+            [list(truth)], list(generated), smoothing_function=SmoothingFunction().method1
+        )
     )
 
 

@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from canaries.canary_set import CanarySetError, canonical_json
+from canaries.corpus import CorpusError
 from canaries.drbg import derive_seed
 from canaries.generators import Canary, GeneratorSpec, load_tokenizer
 from harness.audit import AuditContext
@@ -67,7 +68,12 @@ class ExtractionConfig:
             raise ValueError(f"samples must be >= 0, got {self.samples}")
         if self.samples > 0 and not self.temperature > 0:
             raise ValueError(f"sampling needs temperature > 0, got {self.temperature}")
-        for name in ("tokens_per_word", "doc_prefix_words", "doc_continuation_words", "max_documents"):
+        for name in (
+            "tokens_per_word",
+            "doc_prefix_words",
+            "doc_continuation_words",
+            "max_documents",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
 
@@ -89,7 +95,9 @@ class CanaryExtraction:
 
 
 # --- units ------------------------------------------------------------------------------------
-def words_after_prefix(prompt: str, continuation: str, prefix_length: int, length: int) -> list[str]:
+def words_after_prefix(
+    prompt: str, continuation: str, prefix_length: int, length: int
+) -> list[str]:
     """The `length` words that follow the prefix in prompt + continuation (split on whitespace).
 
     Splitting the joined text keeps positions right when the model first finishes the
@@ -112,41 +120,66 @@ def _shares_tokenizer(backend: Backend, spec: GeneratorSpec) -> bool:
 
 
 def _generate_units(
-    ctx: AuditContext, config: ExtractionConfig, prompts: list[str], n: int, temperature: float, seed: int
+    ctx: AuditContext,
+    config: ExtractionConfig,
+    prompts: list[str],
+    n: int,
+    temperature: float,
+    seed: int,
 ) -> tuple[list[list[str]], list[list[list[Any]]], str]:
     """n continuations per canary as (texts, units, how the units were obtained)."""
     cs, spec, backend = ctx.canary_set, ctx.canary_set.spec, ctx.backend
     p, length = spec.prefix_length, spec.secret_length
     if spec.kind == "words":
         texts = backend.generate(prompts, length * config.tokens_per_word, n, temperature, seed)
-        units = [[words_after_prefix(pr, t, p, length) for t in row] for pr, row in zip(prompts, texts, strict=True)]
-        return texts, units, "words: prompt + continuation split on whitespace, words after the prefix"
+        units = [
+            [words_after_prefix(pr, t, p, length) for t in row]
+            for pr, row in zip(prompts, texts, strict=True)
+        ]
+        return (
+            texts,
+            units,
+            "words: prompt + continuation split on whitespace, words after the prefix",
+        )
     if _shares_tokenizer(backend, spec):
-        ids = backend.generate_ids([list(c.units[:p]) for c in cs.canaries], length, n, temperature, seed)
+        ids = backend.generate_ids(
+            [list(c.units[:p]) for c in cs.canaries], length, n, temperature, seed
+        )
         tok = backend.tokenizer
         texts = [[tok.decode(r) for r in row] for row in ids]
-        return texts, [[r[:length] for r in row] for row in ids], (
-            "token ids: prompt ids cut from the canary's own ids, continuation compared as ids"
+        return (
+            texts,
+            [[r[:length] for r in row] for row in ids],
+            ("token ids: prompt ids cut from the canary's own ids, continuation compared as ids"),
         )
     # text path: any backend; the ids are recovered by encoding the continuation text
     tok = load_tokenizer(spec.tokenizer or "")
     texts = backend.generate(prompts, length, n, temperature, seed)
     units = [[list(tok.encode(t, add_special_tokens=False))[:length] for t in row] for row in texts]
-    return texts, units, (
-        "token ids recovered by re-encoding the continuation text (backend without generate_ids "
-        "or another tokenizer): BPE merges at the prefix boundary can shift ids and lose matches"
+    return (
+        texts,
+        units,
+        (
+            "token ids recovered by re-encoding the continuation text (backend without "
+            "generate_ids or another tokenizer): BPE merges at the prefix boundary can shift ids "
+            "and lose matches"
+        ),
     )
 
 
-def extract_canaries(ctx: AuditContext, config: ExtractionConfig) -> tuple[list[CanaryExtraction], dict[str, Any]]:
-    """Greedy and sampled continuations of every canary's public prefix, matched against its suffix."""
+def extract_canaries(
+    ctx: AuditContext, config: ExtractionConfig
+) -> tuple[list[CanaryExtraction], dict[str, Any]]:
+    """Greedy and sampled continuations of each canary's public prefix, matched to its suffix."""
     cs, spec = ctx.canary_set, ctx.canary_set.spec
     p = spec.prefix_length
     prompts = [_prefix_text(c, spec, ctx) for c in cs.canaries]
     greedy_texts, greedy_units, how = _generate_units(ctx, config, prompts, 1, 0.0, 0)
     seed = sampling_seed(ctx.backend, prompts)
     if config.samples:
-        s_texts, s_units, _ = _generate_units(ctx, config, prompts, config.samples, config.temperature, seed)
+        s_texts, s_units, _ = _generate_units(
+            ctx, config, prompts, config.samples, config.temperature, seed
+        )
     else:
         s_texts, s_units = [[] for _ in prompts], [[] for _ in prompts]
     out = []
@@ -169,7 +202,11 @@ def extract_canaries(ctx: AuditContext, config: ExtractionConfig) -> tuple[list[
                 best_matches=best,
             )
         )
-    info = {"units": how, "sampling_seed": seed, "sampling_seed_derivation": SAMPLING_SEED_DERIVATION}
+    info = {
+        "units": how,
+        "sampling_seed": seed,
+        "sampling_seed_derivation": SAMPLING_SEED_DERIVATION,
+    }
     return out, info
 
 
@@ -192,8 +229,10 @@ def _token_decoder(spec: GeneratorSpec, ctx: AuditContext) -> Any:
 
 
 # --- documents (evidence) ---------------------------------------------------------------------
-def document_prompts(text: str, prefix_words: int, continuation_words: int) -> tuple[str, str] | None:
-    """(prompt, true continuation): the text up to the end of word `prefix_words`, and the next words.
+def document_prompts(
+    text: str, prefix_words: int, continuation_words: int
+) -> tuple[str, str] | None:
+    """(prompt, truth): the text up to the end of word `prefix_words`, and the next words.
 
     The prompt keeps the document's own characters; None if the document is too short.
     """
@@ -206,7 +245,9 @@ def document_prompts(text: str, prefix_words: int, continuation_words: int) -> t
     return text[:pos], " ".join(words[prefix_words : prefix_words + continuation_words])
 
 
-def extract_documents(backend: Backend, texts: Sequence[str], config: ExtractionConfig) -> list[dict[str, Any]]:
+def extract_documents(
+    backend: Backend, texts: Sequence[str], config: ExtractionConfig
+) -> list[dict[str, Any]]:
     """Greedy continuation of each document's opening, with verbatim-overlap metrics."""
     pairs = [
         (i, pair)
@@ -214,9 +255,9 @@ def extract_documents(backend: Backend, texts: Sequence[str], config: Extraction
         if (pair := document_prompts(t, config.doc_prefix_words, config.doc_continuation_words))
     ][: config.max_documents]
     if not pairs:
-        raise ValueError(
-            f"no document has the {config.doc_prefix_words} + {config.doc_continuation_words} words "
-            "that document extraction needs (lower doc_prefix_words / doc_continuation_words)"
+        raise CorpusError(
+            f"no document has the {config.doc_prefix_words} + {config.doc_continuation_words} "
+            "words that document extraction needs (lower doc_prefix_words / doc_continuation_words)"
         )
     budget = config.doc_continuation_words * config.tokens_per_word
     gens = backend.generate([pr for _, (pr, _) in pairs], budget, 1, 0.0, 0)
@@ -224,8 +265,13 @@ def extract_documents(backend: Backend, texts: Sequence[str], config: Extraction
     for (i, (prompt, truth)), row in zip(pairs, gens, strict=True):
         generated = " ".join(row[0].split()[: config.doc_continuation_words])
         rows.append(
-            {"document": i, "prefix": prompt, "truth": truth, "extracted": generated,
-             **overlap(generated, truth).to_dict()}
+            {
+                "document": i,
+                "prefix": prompt,
+                "truth": truth,
+                "extracted": generated,
+                **overlap(generated, truth).to_dict(),
+            }
         )
     return rows
 
@@ -282,15 +328,19 @@ def run(ctx: AuditContext, config: ExtractionConfig) -> AuditResult:
         iid_units=iid,
         non_iid_reason=TOKENS_NOT_IID,
     )
-    greedy = extraction_test([e.greedy_matches for e in extractions], name="extraction-greedy", **common)
+    greedy = extraction_test(
+        [e.greedy_matches for e in extractions], name="extraction-greedy", **common
+    )
     greedy = replace(
         greedy, details={**greedy.details, **info, "extractions": [asdict(e) for e in extractions]}
     )
     tests = [NamedTest(score="greedy-matches", primary=True, result=greedy)]
     if config.samples:
         best = extraction_test(
-            [e.best_matches for e in extractions], attempts=config.samples + 1,
-            name="extraction-best-of-n", **common,
+            [e.best_matches for e in extractions],
+            attempts=config.samples + 1,
+            name="extraction-best-of-n",
+            **common,
         )
         tests.append(NamedTest(score="best-of-n-matches", primary=False, result=best))
     notes = [
@@ -312,12 +362,21 @@ def run(ctx: AuditContext, config: ExtractionConfig) -> AuditResult:
         from canaries.corpus import read_corpus
 
         rows = extract_documents(ctx.backend, read_corpus(config.documents).texts, config)
-        tests.append(NamedTest(score="document-extraction", primary=False,
-                               result=document_evidence(rows, config.documents)))
+        tests.append(
+            NamedTest(
+                score="document-extraction",
+                primary=False,
+                result=document_evidence(rows, config.documents),
+            )
+        )
         notes.append(f"Document extraction on {len(rows)} documents: {DOCUMENT_EVIDENCE_REASON}.")
     items = tuple(
-        ItemScores(c.id, "canary", c.text, {"greedy-matches": float(e.greedy_matches),
-                                             "best-of-n-matches": float(e.best_matches)})
+        ItemScores(
+            c.id,
+            "canary",
+            c.text,
+            {"greedy-matches": float(e.greedy_matches), "best-of-n-matches": float(e.best_matches)},
+        )
         for c, e in zip(cs.canaries, extractions, strict=True)
     )
     return AuditResult(
@@ -341,7 +400,8 @@ def run(ctx: AuditContext, config: ExtractionConfig) -> AuditResult:
 
 TASK = Task(
     name="extraction",
-    description="prompt with canary prefixes, count reproduced secret units (exact binomial bounds); "
+    description="prompt with canary prefixes, count reproduced secret units "
+    "(exact binomial bounds); "
     "optional document extraction as evidence",
     config_type=ExtractionConfig,
     run=run,

@@ -51,8 +51,10 @@ def test_continuation_outside_alphabet_only_lowers_the_tail() -> None:
         assert float(brute_match_tail(x, length, a, guess)) <= match_count_tail(x, length, a).p
 
 
-@pytest.mark.parametrize("x,n,a", [(1, 10, 7776), (3, 10, 7776), (7, 40, 50), (2, 3000, 7776),
-                                   (120, 1000, 20), (2600, 5000, 2)])
+@pytest.mark.parametrize(
+    "x,n,a",
+    [(1, 10, 7776), (3, 10, 7776), (7, 40, 50), (2, 3000, 7776), (120, 1000, 20), (2600, 5000, 2)],
+)
 def test_match_tail_matches_scipy(x: int, n: int, a: int) -> None:
     got = match_count_tail(x, n, a)
     ref = binom.logsf(x - 1, n, 1 / a) / math.log(10)
@@ -82,11 +84,13 @@ def test_exact_match_and_union_bound() -> None:
     assert exact_match_probability(3, 10).p >= 1e-3
     assert union_bound(exact_match_probability(3, 10), 20).p == pytest.approx(0.02, rel=1e-8)
     assert union_bound(exact_match_probability(1, 2), 5).p == 1.0
-    assert best_of_n_tail(2, 5, 7, 3).p == pytest.approx(min(1, 3 * binom.sf(1, 5, 1 / 7)), rel=3e-9)
+    assert best_of_n_tail(2, 5, 7, 3).p == pytest.approx(
+        min(1, 3 * binom.sf(1, 5, 1 / 7)), rel=3e-9
+    )
 
 
 def test_best_of_n_bound_holds_by_simulation() -> None:
-    # n independent uniform continuations against a uniform secret: the union bound is an upper bound
+    # n independent uniform continuations against a uniform secret: the union bound holds
     rng = np.random.default_rng(0)
     a, length, n, trials = 4, 6, 5, 20_000
     secret = rng.integers(0, a, size=(trials, 1, length))
@@ -101,7 +105,9 @@ def test_best_of_n_bound_holds_by_simulation() -> None:
 def test_sum_over_canaries_is_binomial_kl_for_greedy() -> None:
     for total in range(0, 13):
         got = sum_of_best_tail(total, 3, 4, 5, attempts=1)
-        assert got.log10 == pytest.approx(binom.logsf(total - 1, 12, 1 / 5) / math.log(10), abs=1e-10)
+        assert got.log10 == pytest.approx(
+            binom.logsf(total - 1, 12, 1 / 5) / math.log(10), abs=1e-10
+        )
 
 
 def test_sum_of_best_equals_explicit_convolution_of_dominating_law() -> None:
@@ -112,7 +118,9 @@ def test_sum_of_best_equals_explicit_convolution_of_dominating_law() -> None:
     for _ in range(k - 1):
         conv = np.convolve(conv, pmf)
     for total in range(k * length + 1):
-        assert sum_of_best_tail(total, k, length, a, n).p == pytest.approx(conv[total:].sum(), rel=3e-9)
+        assert sum_of_best_tail(total, k, length, a, n).p == pytest.approx(
+            conv[total:].sum(), rel=3e-9
+        )
 
 
 def test_sum_of_best_bound_holds_by_simulation() -> None:

@@ -204,7 +204,8 @@ class HFBackend:
         eos = self.tokenizer.eos_token_id
         results: list[list[list[int]]] = []
         for prompt in self._bar(prompt_ids, "generating"):
-            full = ([self.prefix_id] if self.prefix_id is not None else []) + [int(i) for i in prompt]
+            head = [self.prefix_id] if self.prefix_id is not None else []
+            full = head + [int(i) for i in prompt]
             if not full:
                 raise BackendError("generate_ids needs a non-empty prompt")
             ids = torch.tensor([full], device=self.device)

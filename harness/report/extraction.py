@@ -20,24 +20,40 @@ def _log10(v: float) -> str:
 
 def _canary_table(a: AuditResult) -> str:
     d = a.primary.result.details
-    rows = [_row("canary", "public prefix", "secret suffix (truth)", "greedy extraction",
-                 "matched units", f"best of {1 + len(_first_samples(d))}", "greedy p (per canary)",
-                 header=True)]
-    for e, p, lp in zip(d.get("extractions", []), d.get("per_canary_p", []),
-                        d.get("per_canary_log10_p", []), strict=False):
+    rows = [
+        _row(
+            "canary",
+            "public prefix",
+            "secret suffix (truth)",
+            "greedy extraction",
+            "matched units",
+            f"best of {1 + len(_first_samples(d))}",
+            "greedy p (per canary)",
+            header=True,
+        )
+    ]
+    for e, p, lp in zip(
+        d.get("extractions", []),
+        d.get("per_canary_p", []),
+        d.get("per_canary_log10_p", []),
+        strict=False,
+    ):
         marks = " ".join(
             f"<b>{escape(str(g))}</b>" if g == t else f"<s>{escape(str(g))}</s>"
             for g, t in zip(e["greedy_units"], e["truth_units"], strict=False)
         )
-        rows.append(_row(
-            escape(e["id"]),
-            f"<code>{escape(e['prefix'])}</code>",
-            f"<code>{escape(e['truth'])}</code>",
-            f"<code>{escape(e['greedy'][:300])}</code><br><span class=small>units: {marks}</span>",
-            f"{e['greedy_matches']} / {len(e['truth_units'])}",
-            str(e["best_matches"]),
-            f"{escape(fmt_p(p))} {_log10(lp)}",
-        ))
+        rows.append(
+            _row(
+                escape(e["id"]),
+                f"<code>{escape(e['prefix'])}</code>",
+                f"<code>{escape(e['truth'])}</code>",
+                f"<code>{escape(e['greedy'][:300])}</code><br>"
+                f"<span class=small>units: {marks}</span>",
+                f"{e['greedy_matches']} / {len(e['truth_units'])}",
+                str(e["best_matches"]),
+                f"{escape(fmt_p(p))} {_log10(lp)}",
+            )
+        )
     return (
         "<h3>Extracted strings next to the truth</h3><p class=small>Units in bold match the secret "
         "unit at the same position; struck-through units do not. Every continuation, greedy and "
@@ -51,18 +67,30 @@ def _first_samples(d: dict[str, Any]) -> list[Any]:
 
 
 def _document_table(details: dict[str, Any]) -> str:
-    rows = [_row("doc", "prefix (end)", "true continuation", "extracted", "exact prefix words",
-                 "longest common substring", "BLEU", header=True)]
+    rows = [
+        _row(
+            "doc",
+            "prefix (end)",
+            "true continuation",
+            "extracted",
+            "exact prefix words",
+            "longest common substring",
+            "BLEU",
+            header=True,
+        )
+    ]
     for r in details["documents"]:
-        rows.append(_row(
-            str(r["document"]),
-            f"<code>…{escape(r['prefix'][-120:])}</code>",
-            f"<code>{escape(r['truth'])}</code>",
-            f"<code>{escape(r['extracted'])}</code>",
-            str(r["exact_prefix_words"]),
-            f"{r['lcs_chars']} chars: <code>{escape(r['lcs'])}</code>",
-            f"{r['bleu']:.3f}",
-        ))
+        rows.append(
+            _row(
+                str(r["document"]),
+                f"<code>…{escape(r['prefix'][-120:])}</code>",
+                f"<code>{escape(r['truth'])}</code>",
+                f"<code>{escape(r['extracted'])}</code>",
+                str(r["exact_prefix_words"]),
+                f"{r['lcs_chars']} chars: <code>{escape(r['lcs'])}</code>",
+                f"{r['bleu']:.3f}",
+            )
+        )
     return (
         "<h3>Document extraction (evidence, no bound)</h3><p class=small>Natural text has no null "
         "distribution: these overlaps cannot be turned into a false-positive probability.</p>"

@@ -69,11 +69,15 @@ def _audit_section(a: AuditResult, holm_p: float | None) -> str:
         f"<p><b>Null hypothesis.</b> {escape(null_hypothesis(a))}</p>",
         f"<p><b>Pre-registered plan</b> (committed with the canaries): score <code>{escape(str(plan['score']))}</code>, "
         f"statistic <code>{escape(str(plan['statistic']))}</code>, M = {plan['counterfactuals']}, "
-        f"α = {plan['alpha']}.</p>",
+        f"α = {plan['alpha']}.</p>"
+        if a.task != "extraction"
+        else f"<p><b>Pre-registered plan</b>: task <code>{escape(str(plan.get('task')))}</code>, "
+        f"α = {plan['alpha']} (extraction uses no score function and no counterfactuals).</p>",
         _tests_table(a),
     ]
     if any(i.role == "counterfactual" for i in a.items):  # extraction audits have none
-        parts.append(f"<img alt='canary scores against counterfactuals' src='{png_data_uri(score_plot_png(a))}'>")
+        uri = png_data_uri(score_plot_png(a))
+        parts.append(f"<img alt='canary scores against counterfactuals' src='{uri}'>")
     parts += [
         "<p><b>Assumptions of the primary test</b></p><ul>"
         + "".join(f"<li>{escape(s)}</li>" for s in prim.assumptions)
