@@ -171,15 +171,24 @@ def sum_of_best_tail(total: int, k: int, length: int, alphabet_size: int, attemp
         return match_count_tail(total, k * length, alphabet_size)
     if total == 0:
         return Tail(0.0)
+    if total == k * length:  # every unit of every canary: P(all D_i = L) = S(L)^K
+        return Tail(k * best_of_n_tail(length, length, alphabet_size, attempts).log10)
     step = _log_dominating_pmf(length, alphabet_size, attempts)
-    acc = step.copy()
+    acc = _cap(step, total)
     for _ in range(k - 1):
         width = acc.size + length
         grid = np.full((length + 1, width), -np.inf)
         for x in range(length + 1):
             grid[x, x : x + acc.size] = acc + step[x]
-        acc = logsumexp(grid, axis=0)
+        acc = _cap(logsumexp(grid, axis=0), total)
     return Tail(min(0.0, float(logsumexp(acc[total:])) / LN10))
+
+
+def _cap(log_pmf: np.ndarray, total: int) -> np.ndarray:
+    """Merge the mass at sums >= total into one bin: adding matches never leaves that region."""
+    if log_pmf.size <= total + 1:
+        return log_pmf
+    return np.append(log_pmf[:total], logsumexp(log_pmf[total:]))
 
 
 def distinct_factor_log10(k: int, canary_length: int, alphabet_size: int) -> float:

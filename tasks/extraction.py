@@ -21,7 +21,7 @@ from typing import Any
 from canaries.canary_set import CanarySetError, canonical_json
 from canaries.corpus import CorpusError
 from canaries.drbg import derive_seed
-from canaries.generators import Canary, GeneratorSpec, load_tokenizer
+from canaries.generators import GeneratorSpec, load_tokenizer
 from harness.audit import AuditContext
 from harness.backends.base import Backend
 from harness.extraction_stats import count_matches, extraction_test
@@ -114,6 +114,7 @@ def sampling_seed(backend: Backend, prefixes: Sequence[str]) -> int:
 
 
 def _shares_tokenizer(backend: Backend, spec: GeneratorSpec) -> bool:
+    """Whether token ids can go straight in: `generate_ids` and the canaries' own tokenizer."""
     return callable(getattr(backend, "generate_ids", None)) and (
         backend.fingerprint().tokenizer_sha256 == spec.tokenizer_sha256
     )
@@ -173,7 +174,8 @@ def extract_canaries(
     """Greedy and sampled continuations of each canary's public prefix, matched to its suffix."""
     cs, spec = ctx.canary_set, ctx.canary_set.spec
     p = spec.prefix_length
-    prompts = [_prefix_text(c, spec, ctx) for c in cs.canaries]
+    decoder = _token_decoder(spec, ctx) if spec.kind == "tokens" else None
+    prompts = [_unit_text(c.units[:p], spec, decoder) for c in cs.canaries]
     greedy_texts, greedy_units, how = _generate_units(ctx, config, prompts, 1, 0.0, 0)
     seed = sampling_seed(ctx.backend, prompts)
     if config.samples:
@@ -192,7 +194,7 @@ def extract_canaries(
             CanaryExtraction(
                 id=c.id,
                 prefix=prompts[j],
-                truth=_suffix_text(c, spec, ctx),
+                truth=_unit_text(c.units[p:], spec, decoder),
                 truth_units=truth,
                 greedy=greedy_texts[j][0],
                 greedy_units=list(g),
@@ -210,16 +212,10 @@ def extract_canaries(
     return out, info
 
 
-def _prefix_text(c: Canary, spec: GeneratorSpec, ctx: AuditContext) -> str:
+def _unit_text(units: Sequence[Any], spec: GeneratorSpec, decoder: Any) -> str:
     if spec.kind == "words":
-        return spec.separator.join(map(str, c.units[: spec.prefix_length]))
-    return _token_decoder(spec, ctx).decode(list(c.units[: spec.prefix_length]))
-
-
-def _suffix_text(c: Canary, spec: GeneratorSpec, ctx: AuditContext) -> str:
-    if spec.kind == "words":
-        return spec.separator.join(map(str, c.units[spec.prefix_length :]))
-    return _token_decoder(spec, ctx).decode(list(c.units[spec.prefix_length :]))
+        return spec.separator.join(map(str, units))
+    return decoder.decode(list(units))
 
 
 def _token_decoder(spec: GeneratorSpec, ctx: AuditContext) -> Any:
@@ -310,6 +306,11 @@ def _check_canary_set(ctx: AuditContext) -> None:
         raise CanarySetError(
             f"{ctx.canary_path}: extraction needs canaries with a public prefix, but this set has "
             "prefix_length 0 (draw one with `tdp canaries new --prefix-length N`)"
+        )
+    if spec.kind == "words" and not (spec.separator.isspace() and len(spec.separator) == 1):
+        raise CanarySetError(
+            f"{ctx.canary_path}: word canaries joined by {spec.separator!r} cannot be matched "
+            "word by word after splitting on whitespace"
         )
     if spec.alphabet_size < 2:
         raise CanarySetError(f"{ctx.canary_path}: alphabet size {spec.alphabet_size} is too small")

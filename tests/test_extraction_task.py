@@ -116,6 +116,30 @@ def test_token_canaries_are_matched_as_ids_and_labelled_estimates(trained, backe
     assert len(a.tests) == 1  # no samples, no best-of-n test
 
 
+class TextOnly:
+    """The trained model seen through the bare Backend protocol: `generate` only, no ids."""
+
+    def __init__(self, inner) -> None:
+        self.inner, self.name, self.tokenizer = inner, inner.name, inner.tokenizer
+
+    def token_logprobs(self, texts):
+        return self.inner.token_logprobs(texts)
+
+    def generate(self, prompts, max_new_tokens, n=1, temperature=0.0, seed=0):
+        return self.inner.generate(prompts, max_new_tokens, n, temperature, seed)
+
+    def fingerprint(self):
+        return self.inner.fingerprint()
+
+
+def test_token_canaries_through_text_generate_only(trained, backend) -> None:
+    a = _audit(trained, TextOnly(backend), "tokens", samples=0)
+    r = a.primary.result
+    assert "re-encoding the continuation text" in r.details["units"]
+    assert r.statistic >= 4  # fewer than through ids is possible (BPE boundary), not zero
+    assert all(isinstance(u, int) for e in r.details["extractions"] for u in e["greedy_units"])
+
+
 def test_prefix_length_zero_is_refused(trained, backend) -> None:
     with pytest.raises(CanarySetError, match="prefix_length 0"):
         _audit(trained, backend, "zero")
@@ -239,3 +263,8 @@ def test_report_json_round_trip_keeps_extractions(trained, backend, tmp_path) ->
     back = load_report(tmp_path).audits[0]
     assert back.primary.result.details["extractions"] == a.primary.result.details["extractions"]
     assert back.primary.result.pvalue == a.primary.result.pvalue
+
+
+def test_generate_ids_stays_inside_the_context(backend) -> None:
+    out = backend.generate_ids([[5, 6, 7]], 10_000)
+    assert 0 < len(out[0][0]) <= backend.max_length - 4  # BOS + 3 prompt ids

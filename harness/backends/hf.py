@@ -209,10 +209,13 @@ class HFBackend:
             if not full:
                 raise BackendError("generate_ids needs a non-empty prompt")
             ids = torch.tensor([full], device=self.device)
+            room = self.max_length - len(full)  # positions beyond the context do not exist
+            if room < 1:
+                raise BackendError(f"prompt of {len(full)} tokens fills the context of {self.max_length}")
             gen = self.model.generate(
                 input_ids=ids,
                 attention_mask=torch.ones_like(ids),
-                max_new_tokens=max_new_tokens,
+                max_new_tokens=min(max_new_tokens, room),
                 do_sample=temperature > 0,
                 temperature=temperature if temperature > 0 else None,
                 top_k=0 if temperature > 0 else None,
