@@ -211,7 +211,9 @@ class HFBackend:
             ids = torch.tensor([full], device=self.device)
             room = self.max_length - len(full)  # positions beyond the context do not exist
             if room < 1:
-                raise BackendError(f"prompt of {len(full)} tokens fills the context of {self.max_length}")
+                raise BackendError(
+                    f"prompt of {len(full)} tokens fills the context of {self.max_length}"
+                )
             gen = self.model.generate(
                 input_ids=ids,
                 attention_mask=torch.ones_like(ids),
