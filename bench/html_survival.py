@@ -44,9 +44,11 @@ def usable(path: Path) -> bool:
     return any(p.text_chars >= MIN_PARAGRAPH_CHARS for p in layout.paragraphs)
 
 
-def pick_hosts(n: int, work: Path) -> list[str]:
-    pages = sorted(str(p.relative_to(DOC_ROOT)) for s in SECTIONS for p in (DOC_ROOT / s).rglob("*.html"))
-    pages = [p for p in pages if usable(DOC_ROOT / p)]
+def pick_hosts(n: int, work: Path, max_bytes: int | None = None, sections: tuple[str, ...] = SECTIONS) -> list[str]:
+    """N usable pages of python3-doc (seeded choice), copied to work/hosts; `()` means every section."""
+    roots = [DOC_ROOT / s for s in sections] or [DOC_ROOT]
+    pages = sorted({str(p.relative_to(DOC_ROOT)) for r in roots for p in r.rglob("*.html")})
+    pages = [p for p in pages if usable(DOC_ROOT / p) and (max_bytes is None or (DOC_ROOT / p).stat().st_size <= max_bytes)]
     HashDRBG(derive_seed("tdp-bench-hosts", "v1"), "hosts").shuffle(pages)
     chosen = sorted(pages[:n])
     if len(chosen) < n:
