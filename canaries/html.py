@@ -20,7 +20,7 @@ from typing import Literal
 
 from canaries.drbg import HashDRBG, derive_seed
 
-Placement = Literal["paragraph", "head"]
+Placement = Literal["paragraph", "before-paragraph", "head"]
 MAX_PAGE_BYTES = 5_000_000
 MIN_PARAGRAPH_CHARS = 120
 
@@ -64,6 +64,8 @@ CARRIERS: dict[str, Carrier] = {
                 "data-* attribute of an empty span", attribute=True),
         Carrier("noscript", "<noscript>{text} </noscript>", "paragraph", "noscript element"),
         Carrier("template", "<template>{text} </template>", "paragraph", "template element (inert content)"),
+        Carrier("own-paragraph", "<p>{text}</p>\n", "before-paragraph",
+                "visible paragraph of its own, just before a natural one (a repeated block)"),
         Carrier("meta", '<meta name="description" content="{text}">', "head",
                 "meta description tag in <head>", attribute=True),
     )
@@ -210,7 +212,8 @@ def choose_point(layout: PageLayout, carrier: Carrier, rng: HashDRBG, min_chars:
     eligible = [p for p in layout.paragraphs if p.text_chars >= min_chars]
     if not eligible:
         raise HtmlEmbedError(f"page has no <p> paragraph with at least {min_chars} characters of text")
-    return eligible[rng.randbelow(len(eligible))].insert_at
+    chosen = eligible[rng.randbelow(len(eligible))]
+    return chosen.start if carrier.placement == "before-paragraph" else chosen.insert_at
 
 
 def verify_landing(new_text: str, carrier: Carrier, canary: str) -> None:
@@ -234,7 +237,7 @@ def verify_landing(new_text: str, carrier: Carrier, canary: str) -> None:
                  and needle in ((e.text or "") + " " + (e.tail or ""))]
     ancestor = "head" if carrier.placement == "head" else "p"
     for node in nodes:
-        holder = node if carrier.name == "paragraph" else node.getparent()
+        holder = node
         while holder is not None and holder.tag != ancestor:
             holder = holder.getparent()
         if holder is not None:

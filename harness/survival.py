@@ -151,7 +151,11 @@ def _filter_steps() -> list[tuple[str, Any]]:
 
 def minhash_keep(docs: list[Any]) -> list[Any]:
     """FineWeb's MinHash deduplication (sha1, 64-bit, 14 buckets x 8 hashes, 5-grams) over `docs`."""
-    from datatrove.pipeline.dedup import MinhashDedupCluster, MinhashDedupFilter, MinhashDedupSignature
+    from datatrove.pipeline.dedup import (
+        MinhashDedupCluster,
+        MinhashDedupFilter,
+        MinhashDedupSignature,
+    )
     from datatrove.pipeline.dedup.minhash import MinhashConfig, MinhashDedupBuckets
     from datatrove.utils.hashing import HashConfig
 

@@ -185,3 +185,40 @@ class HFBackend:
         from tqdm.auto import tqdm
 
         return tqdm(items, desc=desc, leave=False)
+
+    @torch.inference_mode()
+    def generate_ids(
+        self,
+        prompt_ids: Sequence[Sequence[int]],
+        max_new_tokens: int,
+        n: int = 1,
+        temperature: float = 0.0,
+        seed: int = 0,
+    ) -> list[list[list[int]]]:
+        """Continuations as token ids of prompts given as token ids (never re-tokenized).
+
+        The scoring prefix (BOS, else EOS) goes in front as in `encode`; each continuation is
+        cut at its first EOS, so padding after an early stop is not returned.
+        """
+        torch.manual_seed(seed)
+        eos = self.tokenizer.eos_token_id
+        results: list[list[list[int]]] = []
+        for prompt in self._bar(prompt_ids, "generating"):
+            head = [self.prefix_id] if self.prefix_id is not None else []
+            full = head + [int(i) for i in prompt]
+            if not full:
+                raise BackendError("generate_ids needs a non-empty prompt")
+            ids = torch.tensor([full], device=self.device)
+            gen = self.model.generate(
+                input_ids=ids,
+                attention_mask=torch.ones_like(ids),
+                max_new_tokens=max_new_tokens,
+                do_sample=temperature > 0,
+                temperature=temperature if temperature > 0 else None,
+                top_k=0 if temperature > 0 else None,
+                num_return_sequences=n,
+                pad_token_id=self.pad_id,
+            )
+            rows = gen[:, ids.shape[1] :].tolist()
+            results.append([r[: r.index(eos)] if eos in r else r for r in rows])
+        return results

@@ -6,6 +6,7 @@ import json
 import math
 from html import escape
 
+from harness.report.extraction import extraction_tables
 from harness.report.plots import png_data_uri, score_plot_png
 from harness.report.wording import fmt_p, null_hypothesis, p_label, verdict
 from harness.results import AuditResult, Report
@@ -68,9 +69,16 @@ def _audit_section(a: AuditResult, holm_p: float | None) -> str:
         f"<p><b>Null hypothesis.</b> {escape(null_hypothesis(a))}</p>",
         f"<p><b>Pre-registered plan</b> (committed with the canaries): score <code>{escape(str(plan['score']))}</code>, "
         f"statistic <code>{escape(str(plan['statistic']))}</code>, M = {plan['counterfactuals']}, "
-        f"α = {plan['alpha']}.</p>",
+        f"α = {plan['alpha']}.</p>"
+        if a.task != "extraction"
+        else f"<p><b>Pre-registered plan</b>: task <code>{escape(str(plan.get('task')))}</code>, "
+        f"α = {plan['alpha']} (extraction uses no score function and no counterfactuals).</p>",
         _tests_table(a),
-        f"<img alt='canary scores against counterfactuals' src='{png_data_uri(score_plot_png(a))}'>",
+    ]
+    if any(i.role == "counterfactual" for i in a.items):  # extraction audits have none
+        uri = png_data_uri(score_plot_png(a))
+        parts.append(f"<img alt='canary scores against counterfactuals' src='{uri}'>")
+    parts += [
         "<p><b>Assumptions of the primary test</b></p><ul>"
         + "".join(f"<li>{escape(s)}</li>" for s in prim.assumptions)
         + "</ul>",
@@ -93,6 +101,9 @@ def _audit_section(a: AuditResult, holm_p: float | None) -> str:
     ]
     if a.notes:
         parts.append("<ul>" + "".join(f"<li>{escape(n)}</li>" for n in a.notes) + "</ul>")
+    if a.task == "extraction":
+        parts.append(extraction_tables(a))
+        return "\n".join(parts)
     ctable = [_row("canary", "text", f"score ({escape(a.primary.score)})", "pooled rank", header=True)]
     for j, c in enumerate(canaries):
         rank = str(ranks[j]) if ranks and j < len(ranks) else ""

@@ -7,6 +7,8 @@ from harness.stats import TestResult
 
 
 def fmt_p(p: float) -> str:
+    if p != p:  # NaN: evidence that carries no p-value
+        return "none"
     if p == 0:
         return "0"
     return f"{p:.3g}" if p >= 1e-3 else f"{p:.2e}"
@@ -20,6 +22,16 @@ def p_label(r: TestResult) -> str:
 
 def null_hypothesis(a: AuditResult) -> str:
     spec = a.canary_set.spec
+    if a.task == "extraction":
+        secret = spec["length"] - spec["prefix_length"]
+        return (
+            f"H0: the model is independent of the secret suffixes of these {a.canary_set.count} "
+            f"canaries (a public prefix of {spec['prefix_length']} {spec['kind']} followed by "
+            f"{secret} secret {spec['kind']} drawn uniformly from an alphabet of "
+            f"{spec['alphabet_size']}). Under H0 a continuation of the public prefix reproduces "
+            f"each secret unit with probability at most 1/{spec['alphabet_size']}, independently, "
+            "so the number of reproduced units is at most binomial."
+        )
     what = (
         f"{spec['length']} words drawn uniformly from the {spec.get('wordlist')} list"
         if spec["kind"] == "words"
