@@ -143,6 +143,10 @@ def embed_pages(
     root, out = Path(pages), Path(out)
     if out.exists() and (out.is_file() or any(out.iterdir())):
         raise HtmlEmbedError(f"output {out} exists and is not empty; choose a new path")
+    mpath = Path(manifest) if manifest else manifest_path_for(canary_file)
+    if mpath.exists():
+        raise HtmlEmbedError(f"manifest {mpath} exists: it records an earlier embedding of these canaries; "
+                             "pass a new manifest path (--manifest) instead of overwriting it")
     seed = secrets.token_bytes(16) if seed is None else seed
     names = list_pages(root)
     batch = _Batch()
@@ -193,7 +197,7 @@ def embed_pages(
         errors=tuple(sorted(batch.errors)),
         untouched=untouched,
     )
-    _write_json(Path(manifest) if manifest else manifest_path_for(canary_file), m.to_dict())
+    _write_json(mpath, m.to_dict())
     return m
 
 

@@ -171,6 +171,9 @@ def test_batch_embeds_skips_bad_pages_and_keeps_the_commitment(tmp_path: Path, c
     for p in m.placements:
         assert texts[p.canary_id].encode() in (tmp_path / "out" / p.page).read_bytes()
     assert load_manifest(manifest_path_for(canary_file)) == m
+    with pytest.raises(HtmlEmbedError, match="earlier embedding"):
+        embed_pages(tmp_path / "pages", cs, canary_file, ["paragraph"], tmp_path / "out2", seed=seed(3))
+    assert not (tmp_path / "out2").exists()
 
 
 def test_batch_with_too_few_pages_writes_nothing(tmp_path: Path, canary_file: Path) -> None:

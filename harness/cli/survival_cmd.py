@@ -14,7 +14,8 @@ from harness.cli.errors import user_errors
 @click.option("--manifest", "manifests", multiple=True, required=True, type=click.Path(path_type=Path),
               help="Embed manifest (CANARY_FILE.embed.json); repeatable, each is one crawl.")
 @click.option("--extractor", "extractors", multiple=True,
-              help="Extractor to run (repeatable; default: all). See the list in --help of the matrix.")
+              help="Extractor to run (repeatable; default: all): trafilatura-fineweb, resiliparse-main, "
+                   "resiliparse-all, justext, html2text, bs4-get-text.")
 @click.option("--no-filters", is_flag=True, help="Only extract; skip datatrove's filters and dedup.")
 @click.option("--filters-on", "filters_on", multiple=True,
               help="Run the filter chain only after these extractors (default: all that run).")
