@@ -32,7 +32,16 @@ from canaries.generators import words_spec  # noqa: E402
 from canaries.html import CARRIERS, MIN_PARAGRAPH_CHARS, HtmlEmbedError, decode_page, scan_page  # noqa: E402
 
 DOC_ROOT = Path("/usr/share/doc/python3.11/html")
-SECTIONS = ("tutorial", "howto", "faq", "reference", "using", "extending", "installing", "distributing")
+SECTIONS = (
+    "tutorial",
+    "howto",
+    "faq",
+    "reference",
+    "using",
+    "extending",
+    "installing",
+    "distributing",
+)
 TDP = [str(Path(sys.executable).parent / "tdp")]
 
 
@@ -44,11 +53,18 @@ def usable(path: Path) -> bool:
     return any(p.text_chars >= MIN_PARAGRAPH_CHARS for p in layout.paragraphs)
 
 
-def pick_hosts(n: int, work: Path, max_bytes: int | None = None, sections: tuple[str, ...] = SECTIONS) -> list[str]:
+def pick_hosts(
+    n: int, work: Path, max_bytes: int | None = None, sections: tuple[str, ...] = SECTIONS
+) -> list[str]:
     """N usable pages of python3-doc (seeded choice), copied to work/hosts; `()` means every section."""
     roots = [DOC_ROOT / s for s in sections] or [DOC_ROOT]
     pages = sorted({str(p.relative_to(DOC_ROOT)) for r in roots for p in r.rglob("*.html")})
-    pages = [p for p in pages if usable(DOC_ROOT / p) and (max_bytes is None or (DOC_ROOT / p).stat().st_size <= max_bytes)]
+    pages = [
+        p
+        for p in pages
+        if usable(DOC_ROOT / p)
+        and (max_bytes is None or (DOC_ROOT / p).stat().st_size <= max_bytes)
+    ]
     HashDRBG(derive_seed("tdp-bench-hosts", "v1"), "hosts").shuffle(pages)
     chosen = sorted(pages[:n])
     if len(chosen) < n:
@@ -67,7 +83,9 @@ def run(cmd: list[str], log: list[str]) -> None:
 
 
 def make_set(path: Path, count: int, length: int, label: str) -> None:
-    cs, seed = new_canary_set(words_spec(length), count, Plan(counterfactuals=100), derive_seed(label, "v1"))
+    cs, seed = new_canary_set(
+        words_spec(length), count, Plan(counterfactuals=100), derive_seed(label, "v1")
+    )
     save_canary_set(cs, path, seed)
 
 
@@ -82,8 +100,12 @@ def main() -> None:
         shutil.rmtree(args.work)
     args.out.mkdir(parents=True, exist_ok=True)
     hosts = pick_hosts(args.pages, args.work)
-    version = subprocess.run(["dpkg-query", "-W", "-f=${Version}", "python3-doc"], capture_output=True,
-                             text=True).stdout or "unknown"
+    version = (
+        subprocess.run(
+            ["dpkg-query", "-W", "-f=${Version}", "python3-doc"], capture_output=True, text=True
+        ).stdout
+        or "unknown"
+    )
     with (args.out / "hosts.tsv").open("w") as f:
         f.write(f"# host pages: Debian package python3-doc {version}, under {DOC_ROOT}\n")
         f.write("path\tbytes\tsha256\n")
@@ -95,22 +117,78 @@ def main() -> None:
     for name in CARRIERS:
         cfile = args.work / "canaries" / f"{name}.json"
         make_set(cfile, args.pages, 10, f"tdp-bench-survival-{name}")
-        run(TDP + ["canaries", "embed", "--canaries", str(cfile), "--pages", str(args.work / "hosts"),
-                   "--carrier", name, "--seed", derive_seed("tdp-bench-embed", name).hex()[:32],
-                   "-o", str(args.work / "embedded" / name)], log)
+        run(
+            TDP
+            + [
+                "canaries",
+                "embed",
+                "--canaries",
+                str(cfile),
+                "--pages",
+                str(args.work / "hosts"),
+                "--carrier",
+                name,
+                "--seed",
+                derive_seed("tdp-bench-embed", name).hex()[:32],
+                "-o",
+                str(args.work / "embedded" / name),
+            ],
+            log,
+        )
         manifests += ["--manifest", str(cfile) + ".embed.json"]
-    run(TDP + ["survival", *manifests, "--filters-on", "trafilatura-fineweb", "--filters-on", "resiliparse-main",
-               "-o", str(args.out / "single")], log)
+    run(
+        TDP
+        + [
+            "survival",
+            *manifests,
+            "--filters-on",
+            "trafilatura-fineweb",
+            "--filters-on",
+            "resiliparse-main",
+            "-o",
+            str(args.out / "single"),
+        ],
+        log,
+    )
     repeat_manifests = []
     for name in ("paragraph", "own-paragraph", "font-size-0", "noscript"):
         cfile = args.work / "canaries-repeat" / f"{name}.json"
         make_set(cfile, args.pages // 4, 16, f"tdp-bench-repeat-{name}")
-        run(TDP + ["canaries", "embed", "--canaries", str(cfile), "--pages", str(args.work / "hosts"),
-                   "--carrier", name, "--repeat", "4", "--seed", derive_seed("tdp-bench-rep", name).hex()[:32],
-                   "-o", str(args.work / "embedded-repeat" / name)], log)
+        run(
+            TDP
+            + [
+                "canaries",
+                "embed",
+                "--canaries",
+                str(cfile),
+                "--pages",
+                str(args.work / "hosts"),
+                "--carrier",
+                name,
+                "--repeat",
+                "4",
+                "--seed",
+                derive_seed("tdp-bench-rep", name).hex()[:32],
+                "-o",
+                str(args.work / "embedded-repeat" / name),
+            ],
+            log,
+        )
         repeat_manifests += ["--manifest", str(cfile) + ".embed.json"]
-    run(TDP + ["survival", *repeat_manifests, "--extractor", "trafilatura-fineweb", "--extractor",
-               "resiliparse-main", "-o", str(args.out / "repeat4")], log)
+    run(
+        TDP
+        + [
+            "survival",
+            *repeat_manifests,
+            "--extractor",
+            "trafilatura-fineweb",
+            "--extractor",
+            "resiliparse-main",
+            "-o",
+            str(args.out / "repeat4"),
+        ],
+        log,
+    )
     (args.out / "COMMANDS.md").write_text(
         "# How this matrix was made\n\n"
         f"`python bench/html_survival.py --out {args.out.relative_to(ROOT) if args.out.is_relative_to(ROOT) else args.out}"

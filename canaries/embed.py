@@ -72,13 +72,17 @@ class EmbedManifest:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> EmbedManifest:
         if d.get("format") != MANIFEST_FORMAT:
-            raise HtmlEmbedError("not a tdp embed manifest (missing 'format': 'tdp-embed-manifest')")
-        return cls(**{
-            **d,
-            "placements": tuple(PagePlacement(**p) for p in d["placements"]),
-            "errors": tuple((e["page"], e["error"]) for e in d["errors"]),
-            "untouched": tuple(d.get("untouched", ())),
-        })
+            raise HtmlEmbedError(
+                "not a tdp embed manifest (missing 'format': 'tdp-embed-manifest')"
+            )
+        return cls(
+            **{
+                **d,
+                "placements": tuple(PagePlacement(**p) for p in d["placements"]),
+                "errors": tuple((e["page"], e["error"]) for e in d["errors"]),
+                "untouched": tuple(d.get("untouched", ())),
+            }
+        )
 
 
 def manifest_path_for(canary_file: str | Path) -> Path:
@@ -104,8 +108,11 @@ def list_pages(root: Path) -> list[str]:
         return [root.name]
     if not root.is_dir():
         raise HtmlEmbedError(f"pages not found: {root}")
-    pages = sorted(str(p.relative_to(root)) for p in root.rglob("*")
-                   if p.is_file() and p.suffix.lower() in HTML_SUFFIXES)
+    pages = sorted(
+        str(p.relative_to(root))
+        for p in root.rglob("*")
+        if p.is_file() and p.suffix.lower() in HTML_SUFFIXES
+    )
     if not pages:
         raise HtmlEmbedError(f"{root}: no .html/.htm pages")
     return pages
@@ -145,8 +152,10 @@ def embed_pages(
         raise HtmlEmbedError(f"output {out} exists and is not empty; choose a new path")
     mpath = Path(manifest) if manifest else manifest_path_for(canary_file)
     if mpath.exists():
-        raise HtmlEmbedError(f"manifest {mpath} exists: it records an earlier embedding of these canaries; "
-                             "pass a new manifest path (--manifest) instead of overwriting it")
+        raise HtmlEmbedError(
+            f"manifest {mpath} exists: it records an earlier embedding of these canaries; "
+            "pass a new manifest path (--manifest) instead of overwriting it"
+        )
     seed = secrets.token_bytes(16) if seed is None else seed
     names = list_pages(root)
     batch = _Batch()
@@ -157,7 +166,9 @@ def embed_pages(
         except (HtmlEmbedError, OSError) as e:
             batch.errors.append((page, str(e)))
     HashDRBG(seed, "embed-pages").shuffle(batch.good)
-    copies = [(c, chosen[i % len(chosen)]) for i, c in enumerate(cs.canaries) for _ in range(repeat)]
+    copies = [
+        (c, chosen[i % len(chosen)]) for i, c in enumerate(cs.canaries) for _ in range(repeat)
+    ]
     placements: list[PagePlacement] = []
     queue = list(batch.good)
     for canary, carrier in copies:
@@ -165,14 +176,29 @@ def embed_pages(
             page = queue.pop(0)
             data = _read(root, page)
             try:
-                new, e = embed_in_page(data, canary.text, carrier,
-                                       page_seed(seed, page, canary.id, carrier.name), max_bytes, min_chars)
+                new, e = embed_in_page(
+                    data,
+                    canary.text,
+                    carrier,
+                    page_seed(seed, page, canary.id, carrier.name),
+                    max_bytes,
+                    min_chars,
+                )
             except HtmlEmbedError as err:
                 batch.errors.append((page, str(err)))
                 continue
             batch.outputs[page] = new
-            placements.append(PagePlacement(page, canary.id, carrier.name, e.byte_offset, e.inserted,
-                                            e.sha256_before, e.sha256_after))
+            placements.append(
+                PagePlacement(
+                    page,
+                    canary.id,
+                    carrier.name,
+                    e.byte_offset,
+                    e.inserted,
+                    e.sha256_before,
+                    e.sha256_after,
+                )
+            )
             break
         else:
             placed = len(placements)

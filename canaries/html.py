@@ -44,30 +44,80 @@ class Carrier:
 CARRIERS: dict[str, Carrier] = {
     c.name: c
     for c in (
-        Carrier("paragraph", "{text} ", "paragraph", "visible text inside a natural paragraph (control)"),
-        Carrier("font-size-0", '<span style="font-size:0">{text} </span>', "paragraph",
-                "inline span with zero font size"),
-        Carrier("color-transparent", '<span style="color:transparent">{text} </span>', "paragraph",
-                "inline span with transparent text colour"),
-        Carrier("offscreen", '<span style="position:absolute;left:-10000px;top:auto">{text} </span>',
-                "paragraph", "inline span positioned off screen"),
-        Carrier("clip", '<span style="position:absolute;width:1px;height:1px;margin:-1px;padding:0;'
-                'overflow:hidden;clip:rect(0,0,0,0);white-space:nowrap;border:0">{text} </span>',
-                "paragraph", "the 'visually hidden' clip pattern (screen-reader-only text)"),
-        Carrier("hidden-attr", "<span hidden>{text} </span>", "paragraph", "span with the hidden attribute"),
-        Carrier("aria-hidden", '<span aria-hidden="true">{text} </span>', "paragraph",
-                "span with aria-hidden=true (hidden from screen readers only; still visible)"),
-        Carrier("display-none", '<span style="display:none">{text} </span>', "paragraph",
-                "span styled display:none"),
+        Carrier(
+            "paragraph", "{text} ", "paragraph", "visible text inside a natural paragraph (control)"
+        ),
+        Carrier(
+            "font-size-0",
+            '<span style="font-size:0">{text} </span>',
+            "paragraph",
+            "inline span with zero font size",
+        ),
+        Carrier(
+            "color-transparent",
+            '<span style="color:transparent">{text} </span>',
+            "paragraph",
+            "inline span with transparent text colour",
+        ),
+        Carrier(
+            "offscreen",
+            '<span style="position:absolute;left:-10000px;top:auto">{text} </span>',
+            "paragraph",
+            "inline span positioned off screen",
+        ),
+        Carrier(
+            "clip",
+            '<span style="position:absolute;width:1px;height:1px;margin:-1px;padding:0;'
+            'overflow:hidden;clip:rect(0,0,0,0);white-space:nowrap;border:0">{text} </span>',
+            "paragraph",
+            "the 'visually hidden' clip pattern (screen-reader-only text)",
+        ),
+        Carrier(
+            "hidden-attr",
+            "<span hidden>{text} </span>",
+            "paragraph",
+            "span with the hidden attribute",
+        ),
+        Carrier(
+            "aria-hidden",
+            '<span aria-hidden="true">{text} </span>',
+            "paragraph",
+            "span with aria-hidden=true (hidden from screen readers only; still visible)",
+        ),
+        Carrier(
+            "display-none",
+            '<span style="display:none">{text} </span>',
+            "paragraph",
+            "span styled display:none",
+        ),
         Carrier("comment", "<!-- {text} -->", "paragraph", "HTML comment", raw=True),
-        Carrier("data-attr", '<span data-ref="{text}"></span>', "paragraph",
-                "data-* attribute of an empty span", attribute=True),
+        Carrier(
+            "data-attr",
+            '<span data-ref="{text}"></span>',
+            "paragraph",
+            "data-* attribute of an empty span",
+            attribute=True,
+        ),
         Carrier("noscript", "<noscript>{text} </noscript>", "paragraph", "noscript element"),
-        Carrier("template", "<template>{text} </template>", "paragraph", "template element (inert content)"),
-        Carrier("own-paragraph", "<p>{text}</p>\n", "before-paragraph",
-                "visible paragraph of its own, just before a natural one (a repeated block)"),
-        Carrier("meta", '<meta name="description" content="{text}">', "head",
-                "meta description tag in <head>", attribute=True),
+        Carrier(
+            "template",
+            "<template>{text} </template>",
+            "paragraph",
+            "template element (inert content)",
+        ),
+        Carrier(
+            "own-paragraph",
+            "<p>{text}</p>\n",
+            "before-paragraph",
+            "visible paragraph of its own, just before a natural one (a repeated block)",
+        ),
+        Carrier(
+            "meta",
+            '<meta name="description" content="{text}">',
+            "head",
+            "meta description tag in <head>",
+            attribute=True,
+        ),
     )
 }
 
@@ -203,7 +253,9 @@ def scan_page(text: str) -> PageLayout:
     return PageLayout(tuple(scanner.paragraphs), scanner.head_insert)
 
 
-def choose_point(layout: PageLayout, carrier: Carrier, rng: HashDRBG, min_chars: int = MIN_PARAGRAPH_CHARS) -> int:
+def choose_point(
+    layout: PageLayout, carrier: Carrier, rng: HashDRBG, min_chars: int = MIN_PARAGRAPH_CHARS
+) -> int:
     """Char offset for the carrier: a random paragraph of at least `min_chars`, or after <head>."""
     if carrier.placement == "head":
         if layout.head_insert is None:
@@ -211,7 +263,9 @@ def choose_point(layout: PageLayout, carrier: Carrier, rng: HashDRBG, min_chars:
         return layout.head_insert
     eligible = [p for p in layout.paragraphs if p.text_chars >= min_chars]
     if not eligible:
-        raise HtmlEmbedError(f"page has no <p> paragraph with at least {min_chars} characters of text")
+        raise HtmlEmbedError(
+            f"page has no <p> paragraph with at least {min_chars} characters of text"
+        )
     chosen = eligible[rng.randbelow(len(eligible))]
     return chosen.start if carrier.placement == "before-paragraph" else chosen.insert_at
 
@@ -222,8 +276,9 @@ def verify_landing(new_text: str, carrier: Carrier, canary: str) -> None:
     from lxml import etree
 
     try:
-        root = lxml.html.document_fromstring(new_text.encode("utf-8"),
-                                             parser=lxml.html.HTMLParser(encoding="utf-8"))
+        root = lxml.html.document_fromstring(
+            new_text.encode("utf-8"), parser=lxml.html.HTMLParser(encoding="utf-8")
+        )
     except (etree.ParserError, ValueError) as e:
         raise HtmlEmbedError(f"lxml could not parse the page after embedding: {e}") from None
     needle = canary.strip()
@@ -233,8 +288,11 @@ def verify_landing(new_text: str, carrier: Carrier, canary: str) -> None:
         attr = "content" if carrier.placement == "head" else "data-ref"
         nodes = [e for e in root.iter() if isinstance(e.tag, str) and e.get(attr) == canary]
     else:
-        nodes = [e for e in root.iter() if isinstance(e.tag, str)
-                 and needle in ((e.text or "") + " " + (e.tail or ""))]
+        nodes = [
+            e
+            for e in root.iter()
+            if isinstance(e.tag, str) and needle in ((e.text or "") + " " + (e.tail or ""))
+        ]
     ancestor = "head" if carrier.placement == "head" else "p"
     for node in nodes:
         holder = node
@@ -259,8 +317,14 @@ class Embedding:
     sha256_after: str
 
 
-def embed_in_page(data: bytes, canary: str, carrier: Carrier, seed: bytes,
-                  max_bytes: int = MAX_PAGE_BYTES, min_chars: int = MIN_PARAGRAPH_CHARS) -> tuple[bytes, Embedding]:
+def embed_in_page(
+    data: bytes,
+    canary: str,
+    carrier: Carrier,
+    seed: bytes,
+    max_bytes: int = MAX_PAGE_BYTES,
+    min_chars: int = MIN_PARAGRAPH_CHARS,
+) -> tuple[bytes, Embedding]:
     """Pure core: the page's bytes with the carrier spliced in, and where it went."""
     text = decode_page(data, max_bytes)
     markup = render_carrier(carrier, canary)

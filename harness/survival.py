@@ -22,7 +22,14 @@ from canaries.embed import EmbedManifest, load_manifest
 
 log = logging.getLogger(__name__)
 
-STAGES = ("extracted", "gopher-repetition", "gopher-quality", "c4", "fineweb-quality", "minhash-dedup")
+STAGES = (
+    "extracted",
+    "gopher-repetition",
+    "gopher-quality",
+    "c4",
+    "fineweb-quality",
+    "minhash-dedup",
+)
 
 
 class SurvivalError(ValueError):
@@ -35,7 +42,9 @@ def _require(module: str, extra: str = "html") -> Any:
     try:
         return importlib.import_module(module)
     except ImportError as e:
-        raise SurvivalError(f"{module} is not installed: pip install 'tdp-harness[{extra}]' ({e})") from None
+        raise SurvivalError(
+            f"{module} is not installed: pip install 'tdp-harness[{extra}]' ({e})"
+        ) from None
 
 
 def quiet_datatrove() -> None:
@@ -69,7 +78,9 @@ def _per_page(fn: Callable[[str], str]) -> Callable[[list[tuple[str, str]], floa
         for pid, html in pages:
             try:
                 out[pid] = fn(html) or ""
-            except Exception as e:  # an extractor crash on one page drops that page, as in a pipeline
+            except (
+                Exception
+            ) as e:  # an extractor crash on one page drops that page, as in a pipeline
                 log.warning("extractor failed on %s: %s", pid, e)
         return out
 
@@ -115,18 +126,43 @@ class Extractor:
 EXTRACTORS: dict[str, Extractor] = {
     e.name: e
     for e in (
-        Extractor("trafilatura-fineweb", "trafilatura",
-                  "datatrove Trafilatura(favour_precision=True): extract(favor_precision=True, "
-                  "include_comments=False, deduplicate=True)", _trafilatura_fineweb),
-        Extractor("resiliparse-main", "resiliparse", "extract_plain_text(html, main_content=True) (DCLM)",
-                  _per_page(_resiliparse(True))),
-        Extractor("resiliparse-all", "resiliparse", "extract_plain_text(html, main_content=False)",
-                  _per_page(_resiliparse(False))),
-        Extractor("justext", "justext", "justext(html, get_stoplist('English')), non-boilerplate paragraphs",
-                  _per_page(_justext)),
-        Extractor("html2text", "html2text", "HTML2Text().handle(html), defaults (body_width=78)",
-                  _per_page(_html2text)),
-        Extractor("bs4-get-text", "bs4", "BeautifulSoup(html, 'lxml').get_text()", _per_page(_bs4_get_text)),
+        Extractor(
+            "trafilatura-fineweb",
+            "trafilatura",
+            "datatrove Trafilatura(favour_precision=True): extract(favor_precision=True, "
+            "include_comments=False, deduplicate=True)",
+            _trafilatura_fineweb,
+        ),
+        Extractor(
+            "resiliparse-main",
+            "resiliparse",
+            "extract_plain_text(html, main_content=True) (DCLM)",
+            _per_page(_resiliparse(True)),
+        ),
+        Extractor(
+            "resiliparse-all",
+            "resiliparse",
+            "extract_plain_text(html, main_content=False)",
+            _per_page(_resiliparse(False)),
+        ),
+        Extractor(
+            "justext",
+            "justext",
+            "justext(html, get_stoplist('English')), non-boilerplate paragraphs",
+            _per_page(_justext),
+        ),
+        Extractor(
+            "html2text",
+            "html2text",
+            "HTML2Text().handle(html), defaults (body_width=78)",
+            _per_page(_html2text),
+        ),
+        Extractor(
+            "bs4-get-text",
+            "bs4",
+            "BeautifulSoup(html, 'lxml').get_text()",
+            _per_page(_bs4_get_text),
+        ),
     )
 }
 
@@ -161,14 +197,19 @@ def minhash_keep(docs: list[Any]) -> list[Any]:
 
     if len(docs) < 2:
         return list(docs)
-    config = MinhashConfig(hash_config=HashConfig(hash_fc="sha1", precision=64),
-                           num_buckets=14, hashes_per_bucket=8, n_grams=5)
+    config = MinhashConfig(
+        hash_config=HashConfig(hash_fc="sha1", precision=64),
+        num_buckets=14,
+        hashes_per_bucket=8,
+        n_grams=5,
+    )
     with tempfile.TemporaryDirectory(prefix="tdp-minhash-") as tmp:
         sigs, buckets, clusters = (f"{tmp}/{n}" for n in ("sigs", "buckets", "clusters"))
         MinhashDedupSignature(output_folder=sigs, config=config)(docs)
         for b in range(config.num_buckets):
             MinhashDedupBuckets(input_folder=sigs, output_folder=buckets, config=config)(
-                None, rank=b, world_size=config.num_buckets)
+                None, rank=b, world_size=config.num_buckets
+            )
         MinhashDedupCluster(buckets, clusters, config=config)(None)
         return list(MinhashDedupFilter(clusters)(docs))
 
@@ -208,8 +249,13 @@ def _resolve(path: str, base: Path) -> Path:
     return p if p.is_absolute() or p.exists() else base / p
 
 
-def measure_manifest(manifest_file: str | Path, extractors: Iterable[str], with_filters: bool = True,
-                     timeout: float = 30.0, filter_extractors: Iterable[str] | None = None) -> list[CopyOutcome]:
+def measure_manifest(
+    manifest_file: str | Path,
+    extractors: Iterable[str],
+    with_filters: bool = True,
+    timeout: float = 30.0,
+    filter_extractors: Iterable[str] | None = None,
+) -> list[CopyOutcome]:
     """Run every page of one embedded crawl through each extractor (and the filters)."""
     quiet_datatrove()
     mpath = Path(manifest_file)
@@ -224,17 +270,25 @@ def measure_manifest(manifest_file: str | Path, extractors: Iterable[str], with_
     for name in extractors:
         ex = EXTRACTORS[name]
         _require(ex.module)
-        stages = run_stages(ex.run(html, timeout), with_filters and (filtered is None or name in filtered))
+        stages = run_stages(
+            ex.run(html, timeout), with_filters and (filtered is None or name in filtered)
+        )
         for p in m.placements:
             t = texts[p.canary_id]
             docs = [stages[s] for s in STAGES if s in stages]
             first = docs[0].get(p.page) or ""
-            outcomes.append(CopyOutcome(
-                manifest=str(mpath), page=p.page, canary_id=p.canary_id, carrier=p.carrier, extractor=name,
-                verbatim=tuple(t in (d.get(p.page) or "") for d in docs),
-                verbatim_ws=t in " ".join(first.split()),
-                doc_kept=tuple(p.page in d for d in docs),
-            ))
+            outcomes.append(
+                CopyOutcome(
+                    manifest=str(mpath),
+                    page=p.page,
+                    canary_id=p.canary_id,
+                    carrier=p.carrier,
+                    extractor=name,
+                    verbatim=tuple(t in (d.get(p.page) or "") for d in docs),
+                    verbatim_ws=t in " ".join(first.split()),
+                    doc_kept=tuple(p.page in d for d in docs),
+                )
+            )
     return outcomes
 
 
@@ -279,8 +333,16 @@ def package_versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
     out = {}
-    for dist in ("datatrove", "trafilatura", "resiliparse", "justext", "html2text", "beautifulsoup4", "lxml",
-                 "spacy"):
+    for dist in (
+        "datatrove",
+        "trafilatura",
+        "resiliparse",
+        "justext",
+        "html2text",
+        "beautifulsoup4",
+        "lxml",
+        "spacy",
+    ):
         try:
             out[dist] = version(dist)
         except PackageNotFoundError:
@@ -307,36 +369,70 @@ def render_markdown(cells: list[Cell], title: str = "Canary survival by carrier"
         cols = [e for e in extractors if (e, carriers[0], stage) in idx]
         if not cols:
             return
-        lines.extend([f"## {heading}", "", note, "", "| carrier | copies | " + " | ".join(cols) + " |",
-                      "|---|---:|" + "---:|" * len(cols)])
+        lines.extend(
+            [
+                f"## {heading}",
+                "",
+                note,
+                "",
+                "| carrier | copies | " + " | ".join(cols) + " |",
+                "|---|---:|" + "---:|" * len(cols),
+            ]
+        )
         for car in carriers:
             n = idx.get((cols[0], car, stage))
-            lines.append(f"| {car} | {n.copies if n else 0} | "
-                         + " | ".join(_pct(idx.get((e, car, stage))) for e in cols) + " |")
+            lines.append(
+                f"| {car} | {n.copies if n else 0} | "
+                + " | ".join(_pct(idx.get((e, car, stage))) for e in cols)
+                + " |"
+            )
         kept = [idx.get((e, carriers[0], stage)) for e in cols]
-        lines.append("| *(page's document kept)* | | "
-                     + " | ".join(f"*{100 * k.docs_kept / k.copies:.0f}%*" if k else "–" for k in kept) + " |")
+        lines.append(
+            "| *(page's document kept)* | | "
+            + " | ".join(f"*{100 * k.docs_kept / k.copies:.0f}%*" if k else "–" for k in kept)
+            + " |"
+        )
         lines.append("")
 
-    table("extracted", "After extraction: canary verbatim in the extracted text",
-          "Exact substring of the extracted text.")
-    table("extracted-ws", "After extraction, whitespace collapsed",
-          "Substring after collapsing every run of whitespace in the extracted text to one space "
-          "(catches canaries split by line wrapping).")
-    table("minhash-dedup", "After the FineWeb filter chain and MinHash dedup",
-          "GopherRepetition -> GopherQuality -> C4 (filter_no_terminal_punct=False) -> FineWebQuality -> "
-          "MinHash (FineWeb's settings). A canary is lost either because its page's document was dropped "
-          "(last row) or because the text around it was removed.")
+    table(
+        "extracted",
+        "After extraction: canary verbatim in the extracted text",
+        "Exact substring of the extracted text.",
+    )
+    table(
+        "extracted-ws",
+        "After extraction, whitespace collapsed",
+        "Substring after collapsing every run of whitespace in the extracted text to one space "
+        "(catches canaries split by line wrapping).",
+    )
+    table(
+        "minhash-dedup",
+        "After the FineWeb filter chain and MinHash dedup",
+        "GopherRepetition -> GopherQuality -> C4 (filter_no_terminal_punct=False) -> FineWebQuality -> "
+        "MinHash (FineWeb's settings). A canary is lost either because its page's document was dropped "
+        "(last row) or because the text around it was removed.",
+    )
     for e in extractors:
         stages = [s for s in STAGES if (e, carriers[0], s) in idx]
         if len(stages) < 2:
             continue
-        lines.extend([f"## Stage by stage: {e}", "", "| carrier | " + " | ".join(stages) + " |",
-                      "|---|" + "---:|" * len(stages)])
+        lines.extend(
+            [
+                f"## Stage by stage: {e}",
+                "",
+                "| carrier | " + " | ".join(stages) + " |",
+                "|---|" + "---:|" * len(stages),
+            ]
+        )
         for car in carriers:
-            lines.append(f"| {car} | " + " | ".join(_pct(idx.get((e, car, s))) for s in stages) + " |")
+            lines.append(
+                f"| {car} | " + " | ".join(_pct(idx.get((e, car, s))) for s in stages) + " |"
+            )
         kept = [idx.get((e, carriers[0], s)) for s in stages]
-        lines.append("| *(document kept)* | "
-                     + " | ".join(f"*{100 * k.docs_kept / k.copies:.0f}%*" if k else "–" for k in kept) + " |")
+        lines.append(
+            "| *(document kept)* | "
+            + " | ".join(f"*{100 * k.docs_kept / k.copies:.0f}%*" if k else "–" for k in kept)
+            + " |"
+        )
         lines.append("")
     return "\n".join(lines)

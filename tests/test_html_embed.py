@@ -24,9 +24,11 @@ PROSE = (
 
 
 def page(body: str = "", head: str = "<title>T</title>", nl: str = "\n") -> bytes:
-    text = (f"<!DOCTYPE html>{nl}<html lang=\"en\">{nl}<head>{head}</head>{nl}<body>{nl}"
-            f"<h1>Intro &amp; more</h1>{nl}<p class=\"x\">{PROSE} Caf\u00e9 &eacute; <code>a&lt;b</code>.</p>{nl}"
-            f"{body}</body>{nl}</html>{nl}")
+    text = (
+        f'<!DOCTYPE html>{nl}<html lang="en">{nl}<head>{head}</head>{nl}<body>{nl}'
+        f'<h1>Intro &amp; more</h1>{nl}<p class="x">{PROSE} Caf\u00e9 &eacute; <code>a&lt;b</code>.</p>{nl}'
+        f"{body}</body>{nl}</html>{nl}"
+    )
     return text.encode("utf-8")
 
 
@@ -71,10 +73,15 @@ def test_byte_identity_with_crlf_bom_and_non_ascii() -> None:
 
 def test_paragraph_choice_is_seeded() -> None:
     many = page("".join(f"<p>{PROSE} Number {i}. End of it.</p>\n" for i in range(20)))
-    offsets = {embed_in_page(many, CANARY, CARRIERS["hidden-attr"], seed(i))[1].byte_offset for i in range(12)}
+    offsets = {
+        embed_in_page(many, CANARY, CARRIERS["hidden-attr"], seed(i))[1].byte_offset
+        for i in range(12)
+    }
     assert len(offsets) > 3
-    assert embed_in_page(many, CANARY, CARRIERS["hidden-attr"], seed(1))[1] == \
+    assert (
         embed_in_page(many, CANARY, CARRIERS["hidden-attr"], seed(1))[1]
+        == embed_in_page(many, CANARY, CARRIERS["hidden-attr"], seed(1))[1]
+    )
 
 
 @pytest.mark.parametrize(
@@ -84,8 +91,11 @@ def test_paragraph_choice_is_seeded() -> None:
         (b"   \n ", "empty"),
         (b"<html><body><div>" + PROSE.encode() + b"</div></body></html>", "no <p> paragraph"),
         # markup inside script, style and comments is not a paragraph
-        (b"<body><script>var s = '<p>" + PROSE.encode() + b"</p>';</script><style>p{}</style>"
-         b"<!-- <p>" + PROSE.encode() + b"</p> --></body>", "no <p> paragraph"),
+        (
+            b"<body><script>var s = '<p>" + PROSE.encode() + b"</p>';</script><style>p{}</style>"
+            b"<!-- <p>" + PROSE.encode() + b"</p> --></body>",
+            "no <p> paragraph",
+        ),
         (b"<body><p>short. text</p></body>", "no <p> paragraph"),
     ],
 )
@@ -96,7 +106,9 @@ def test_hostile_pages_get_a_clear_error(data: bytes, why: str) -> None:
 
 def test_huge_page_is_refused_before_parsing() -> None:
     with pytest.raises(HtmlEmbedError, match="over the limit"):
-        embed_in_page(page("<p>x</p>" * 10_000), CANARY, CARRIERS["paragraph"], seed(), max_bytes=50_000)
+        embed_in_page(
+            page("<p>x</p>" * 10_000), CANARY, CARRIERS["paragraph"], seed(), max_bytes=50_000
+        )
 
 
 def test_hostile_markup_never_crashes_and_never_misplaces() -> None:
@@ -147,39 +159,58 @@ def site(root: Path, n: int) -> Path:
     root.mkdir()
     for i in range(n):
         (root / "sub" if i % 2 else root).mkdir(exist_ok=True)
-        (root / ("sub" if i % 2 else "") / f"p{i}.html").write_bytes(page(f"<p>Page {i}. {PROSE}</p>"))
+        (root / ("sub" if i % 2 else "") / f"p{i}.html").write_bytes(
+            page(f"<p>Page {i}. {PROSE}</p>")
+        )
     (root / "latin1.html").write_bytes("<p>Caf\u00e9. ".encode("latin-1") + PROSE.encode())
     (root / "empty.htm").write_bytes(b"")
     (root / "notes.txt").write_text("not a page")
     return root
 
 
-def test_batch_embeds_skips_bad_pages_and_keeps_the_commitment(tmp_path: Path, canary_file: Path) -> None:
+def test_batch_embeds_skips_bad_pages_and_keeps_the_commitment(
+    tmp_path: Path, canary_file: Path
+) -> None:
     before = canary_file.read_bytes()
     cs = load_canary_set(canary_file)
-    m = embed_pages(site(tmp_path / "pages", 8), cs, canary_file, ["font-size-0", "comment"],
-                    tmp_path / "out", repeat=2, seed=seed(3))
+    m = embed_pages(
+        site(tmp_path / "pages", 8),
+        cs,
+        canary_file,
+        ["font-size-0", "comment"],
+        tmp_path / "out",
+        repeat=2,
+        seed=seed(3),
+    )
     assert canary_file.read_bytes() == before
     load_canary_set(canary_file)  # commitment still valid
     assert {p for p, _ in m.errors} == {"latin1.html", "empty.htm"}
     assert len(m.placements) == 6 and len({p.page for p in m.placements}) == 6
-    assert [p.carrier for p in m.placements] == ["font-size-0"] * 2 + ["comment"] * 2 + ["font-size-0"] * 2
+    assert [p.carrier for p in m.placements] == ["font-size-0"] * 2 + ["comment"] * 2 + [
+        "font-size-0"
+    ] * 2
     assert len(m.untouched) == 2
-    out_pages = sorted(str(p.relative_to(tmp_path / "out")) for p in (tmp_path / "out").rglob("*.html"))
+    out_pages = sorted(
+        str(p.relative_to(tmp_path / "out")) for p in (tmp_path / "out").rglob("*.html")
+    )
     assert len(out_pages) == 8
     texts = {c.id: c.text for c in cs.canaries}
     for p in m.placements:
         assert texts[p.canary_id].encode() in (tmp_path / "out" / p.page).read_bytes()
     assert load_manifest(manifest_path_for(canary_file)) == m
     with pytest.raises(HtmlEmbedError, match="earlier embedding"):
-        embed_pages(tmp_path / "pages", cs, canary_file, ["paragraph"], tmp_path / "out2", seed=seed(3))
+        embed_pages(
+            tmp_path / "pages", cs, canary_file, ["paragraph"], tmp_path / "out2", seed=seed(3)
+        )
     assert not (tmp_path / "out2").exists()
 
 
 def test_batch_with_too_few_pages_writes_nothing(tmp_path: Path, canary_file: Path) -> None:
     cs = load_canary_set(canary_file)
     with pytest.raises(HtmlEmbedError, match="need as many usable pages"):
-        embed_pages(site(tmp_path / "pages", 2), cs, canary_file, ["paragraph"], tmp_path / "out", repeat=2)
+        embed_pages(
+            site(tmp_path / "pages", 2), cs, canary_file, ["paragraph"], tmp_path / "out", repeat=2
+        )
     assert not (tmp_path / "out").exists()
     assert not manifest_path_for(canary_file).exists()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
@@ -189,14 +220,53 @@ def test_cli_embed_single_page_and_errors(tmp_path: Path, canary_file: Path) -> 
     (tmp_path / "one.html").write_bytes(page())
     cs1, s1 = new_canary_set(words_spec(6), 1, Plan(counterfactuals=50), seed=b"t" * 32)
     one = save_canary_set(cs1, tmp_path / "one.json", s1)
-    r = CliRunner().invoke(main, ["canaries", "embed", "--canaries", str(one), "--pages",
-                                  str(tmp_path / "one.html"), "--carrier", "meta", "-o", str(tmp_path / "o.html")])
+    r = CliRunner().invoke(
+        main,
+        [
+            "canaries",
+            "embed",
+            "--canaries",
+            str(one),
+            "--pages",
+            str(tmp_path / "one.html"),
+            "--carrier",
+            "meta",
+            "-o",
+            str(tmp_path / "o.html"),
+        ],
+    )
     assert r.exit_code == 0, r.output
     assert cs1.canaries[0].text.encode() in (tmp_path / "o.html").read_bytes()
     assert json.loads(manifest_path_for(one).read_text())["placements"][0]["carrier"] == "meta"
-    r = CliRunner().invoke(main, ["canaries", "embed", "--canaries", str(canary_file), "--pages",
-                                  str(tmp_path / "one.html"), "--carrier", "nope", "-o", str(tmp_path / "x")])
+    r = CliRunner().invoke(
+        main,
+        [
+            "canaries",
+            "embed",
+            "--canaries",
+            str(canary_file),
+            "--pages",
+            str(tmp_path / "one.html"),
+            "--carrier",
+            "nope",
+            "-o",
+            str(tmp_path / "x"),
+        ],
+    )
     assert r.exit_code == 1 and "unknown carrier 'nope'" in r.output
-    r = CliRunner().invoke(main, ["canaries", "embed", "--canaries", str(canary_file), "--pages",
-                                  str(tmp_path / "one.html"), "--carrier", "meta", "-o", str(tmp_path / "o.html")])
+    r = CliRunner().invoke(
+        main,
+        [
+            "canaries",
+            "embed",
+            "--canaries",
+            str(canary_file),
+            "--pages",
+            str(tmp_path / "one.html"),
+            "--carrier",
+            "meta",
+            "-o",
+            str(tmp_path / "o.html"),
+        ],
+    )
     assert r.exit_code == 1 and "exists" in r.output

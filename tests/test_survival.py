@@ -28,11 +28,15 @@ SENTENCES = [
 
 
 def host(i: int) -> bytes:
-    paras = "\n".join(f"<p>{' '.join(SENTENCES[(i + k + j) % 6] for j in range(4))} Page {i}, part {k}.</p>"
-                      for k in range(5))
-    return (f"<!DOCTYPE html><html><head><title>Guide {i}</title></head><body>"
-            f"<nav><a href='/'>Home</a></nav><main><h1>Chapter {i}</h1>\n{paras}\n</main>"
-            f"<footer>Copyright</footer></body></html>").encode()
+    paras = "\n".join(
+        f"<p>{' '.join(SENTENCES[(i + k + j) % 6] for j in range(4))} Page {i}, part {k}.</p>"
+        for k in range(5)
+    )
+    return (
+        f"<!DOCTYPE html><html><head><title>Guide {i}</title></head><body>"
+        f"<nav><a href='/'>Home</a></nav><main><h1>Chapter {i}</h1>\n{paras}\n</main>"
+        f"<footer>Copyright</footer></body></html>"
+    ).encode()
 
 
 @pytest.fixture
@@ -49,15 +53,33 @@ def crawl(tmp_path: Path) -> Path:
 
 
 def test_extractors_see_what_they_should(crawl: Path, tmp_path: Path) -> None:
-    r = CliRunner().invoke(main, ["survival", "--manifest", str(crawl), "--no-filters",
-                                  "--extractor", "bs4-get-text", "--extractor", "resiliparse-all",
-                                  "--extractor", "html2text", "-o", str(tmp_path / "m")])
+    r = CliRunner().invoke(
+        main,
+        [
+            "survival",
+            "--manifest",
+            str(crawl),
+            "--no-filters",
+            "--extractor",
+            "bs4-get-text",
+            "--extractor",
+            "resiliparse-all",
+            "--extractor",
+            "html2text",
+            "-o",
+            str(tmp_path / "m"),
+        ],
+    )
     assert r.exit_code == 0, r.output
     doc = json.loads((tmp_path / "m" / "survival.json").read_text())
-    rate = {(c["extractor"], c["carrier"]): c["rate"] for c in doc["cells"] if c["stage"] == "extracted"}
+    rate = {
+        (c["extractor"], c["carrier"]): c["rate"] for c in doc["cells"] if c["stage"] == "extracted"
+    }
     for ex in ("bs4-get-text", "resiliparse-all", "html2text"):
         # markup that never renders as text never reaches the text
-        assert rate[(ex, "comment")] == 0 and rate[(ex, "meta")] == 0 and rate[(ex, "data-attr")] == 0
+        assert (
+            rate[(ex, "comment")] == 0 and rate[(ex, "meta")] == 0 and rate[(ex, "data-attr")] == 0
+        )
     # get_text ignores styling entirely
     assert rate[("bs4-get-text", "paragraph")] == 1 and rate[("bs4-get-text", "display-none")] == 1
     assert rate[("resiliparse-all", "paragraph")] == 1
@@ -80,10 +102,17 @@ def test_fineweb_chain_runs_and_records_every_stage(crawl: Path) -> None:
 
 
 def test_tabulate_and_markdown_count_copies() -> None:
-    outs = [CopyOutcome("m", f"p{i}", f"c{i}", "font-size-0", "justext", (i < 3, i < 1), i < 3, (True, i < 2))
-            for i in range(4)]
+    outs = [
+        CopyOutcome(
+            "m", f"p{i}", f"c{i}", "font-size-0", "justext", (i < 3, i < 1), i < 3, (True, i < 2)
+        )
+        for i in range(4)
+    ]
     cells = {(c.carrier, c.stage): c for c in tabulate(outs)}
-    assert cells[("font-size-0", "extracted")].verbatim == 3 and cells[("font-size-0", "extracted")].copies == 4
+    assert (
+        cells[("font-size-0", "extracted")].verbatim == 3
+        and cells[("font-size-0", "extracted")].copies == 4
+    )
     assert cells[("font-size-0", "gopher-repetition")].verbatim == 1
     assert cells[("font-size-0", "gopher-repetition")].docs_kept == 2
     md = render_markdown(list(cells.values()))
@@ -91,8 +120,21 @@ def test_tabulate_and_markdown_count_copies() -> None:
 
 
 def test_unknown_extractor_and_missing_manifest_are_clear(tmp_path: Path) -> None:
-    r = CliRunner().invoke(main, ["survival", "--manifest", "nope.json", "--extractor", "magic", "-o", str(tmp_path)])
+    r = CliRunner().invoke(
+        main, ["survival", "--manifest", "nope.json", "--extractor", "magic", "-o", str(tmp_path)]
+    )
     assert r.exit_code != 0 and "unknown extractor" in r.output
-    r = CliRunner().invoke(main, ["survival", "--manifest", str(tmp_path / "nope.json"), "--no-filters",
-                                  "--extractor", "bs4-get-text", "-o", str(tmp_path / "o")])
+    r = CliRunner().invoke(
+        main,
+        [
+            "survival",
+            "--manifest",
+            str(tmp_path / "nope.json"),
+            "--no-filters",
+            "--extractor",
+            "bs4-get-text",
+            "-o",
+            str(tmp_path / "o"),
+        ],
+    )
     assert r.exit_code == 1 and "embed manifest not found" in r.output

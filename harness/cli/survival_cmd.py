@@ -11,16 +11,37 @@ from harness.cli.errors import user_errors
 
 
 @click.command("survival")
-@click.option("--manifest", "manifests", multiple=True, required=True, type=click.Path(path_type=Path),
-              help="Embed manifest (CANARY_FILE.embed.json); repeatable, each is one crawl.")
-@click.option("--extractor", "extractors", multiple=True,
-              help="Extractor to run (repeatable; default: all): trafilatura-fineweb, resiliparse-main, "
-                   "resiliparse-all, justext, html2text, bs4-get-text.")
-@click.option("--no-filters", is_flag=True, help="Only extract; skip datatrove's filters and dedup.")
-@click.option("--filters-on", "filters_on", multiple=True,
-              help="Run the filter chain only after these extractors (default: all that run).")
-@click.option("--timeout", type=float, default=30.0, show_default=True,
-              help="Per-page timeout of datatrove's trafilatura sandbox, seconds (FineWeb used 1 s on its hardware).")
+@click.option(
+    "--manifest",
+    "manifests",
+    multiple=True,
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Embed manifest (CANARY_FILE.embed.json); repeatable, each is one crawl.",
+)
+@click.option(
+    "--extractor",
+    "extractors",
+    multiple=True,
+    help="Extractor to run (repeatable; default: all): trafilatura-fineweb, resiliparse-main, "
+    "resiliparse-all, justext, html2text, bs4-get-text.",
+)
+@click.option(
+    "--no-filters", is_flag=True, help="Only extract; skip datatrove's filters and dedup."
+)
+@click.option(
+    "--filters-on",
+    "filters_on",
+    multiple=True,
+    help="Run the filter chain only after these extractors (default: all that run).",
+)
+@click.option(
+    "--timeout",
+    type=float,
+    default=30.0,
+    show_default=True,
+    help="Per-page timeout of datatrove's trafilatura sandbox, seconds (FineWeb used 1 s on its hardware).",
+)
 @click.option("--out", "-o", type=click.Path(file_okay=False, path_type=Path), required=True)
 @user_errors
 def survival_cmd(manifests, extractors, no_filters, filters_on, timeout, out) -> None:
@@ -40,13 +61,17 @@ def survival_cmd(manifests, extractors, no_filters, filters_on, timeout, out) ->
     names = list(extractors) or list(EXTRACTORS)
     unknown = [n for n in names if n not in EXTRACTORS]
     if unknown:
-        raise click.BadParameter(f"unknown extractor(s) {unknown}; known: {', '.join(EXTRACTORS)}",
-                                 param_hint="--extractor")
+        raise click.BadParameter(
+            f"unknown extractor(s) {unknown}; known: {', '.join(EXTRACTORS)}",
+            param_hint="--extractor",
+        )
     outcomes = []
     try:
         for m in manifests:
             click.echo(f"measuring {m} ...", err=True)
-            outcomes += measure_manifest(m, names, not no_filters, timeout, list(filters_on) or None)
+            outcomes += measure_manifest(
+                m, names, not no_filters, timeout, list(filters_on) or None
+            )
     except (HtmlEmbedError, SurvivalError) as e:
         raise click.ClickException(str(e)) from e
     cells = tabulate(outcomes)
