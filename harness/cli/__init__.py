@@ -16,6 +16,7 @@ COMMAND_MODULES = (
     "harness.cli.demo_cmd",
     "harness.cli.tasks_cmd",
     "harness.cli.serve_cmd",
+    "harness.cli.survival_cmd",
 )
 
 

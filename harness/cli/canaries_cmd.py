@@ -1,4 +1,4 @@
-"""`tdp canaries new | verify | inject`."""
+"""`tdp canaries new | verify | inject | embed`."""
 
 from __future__ import annotations
 
@@ -83,6 +83,47 @@ def inject_cmd(canary_file: Path, corpus: Path, repeat: int, out: Path, seed: st
     m = inject_corpus(corpus, cs, repeat, out, bytes.fromhex(seed) if seed else None)
     click.echo(f"wrote {out}: {len(m.insertions)} insertions into {m.documents} documents")
     click.echo(f"manifest: {manifest_path(out)}")
+
+
+@canaries_group.command("embed")
+@click.option("--canaries", "canary_file", type=click.Path(path_type=Path), required=True)
+@click.option("--pages", type=click.Path(path_type=Path), required=True, help="An HTML page or a directory of pages.")
+@click.option("--carrier", "carriers", multiple=True, required=True,
+              help="Carrier name (repeatable: assigned round-robin over the canaries). See `tdp canaries carriers`.")
+@click.option("--repeat", "-r", type=int, default=1, show_default=True, help="Pages per canary (one canary per page).")
+@click.option("--out", "-o", type=click.Path(path_type=Path), required=True, help="New directory (or file) for the pages.")
+@click.option("--seed", help="Hex seed for page and paragraph choice (default: fresh, recorded in the manifest).")
+@click.option("--max-bytes", type=int, default=5_000_000, show_default=True, help="Larger pages are refused.")
+@click.option("--min-chars", type=int, default=120, show_default=True, help="Smallest paragraph that may host a canary.")
+@click.option("--manifest", type=click.Path(dir_okay=False, path_type=Path),
+              help="Manifest path (default: CANARY_FILE.embed.json, next to the canary file).")
+@user_errors
+def embed_cmd(canary_file, pages, carriers, repeat, out, seed, max_bytes, min_chars, manifest) -> None:
+    """Hide each canary in HTML pages through the named carriers; the rest of each page is unchanged."""
+    from canaries.canary_set import load_canary_set
+    from canaries.embed import embed_pages, manifest_path_for
+    from canaries.html import HtmlEmbedError
+
+    try:
+        cs = load_canary_set(canary_file)
+        m = embed_pages(pages, cs, canary_file, list(carriers), out, repeat,
+                        bytes.fromhex(seed) if seed else None, max_bytes, min_chars, manifest)
+    except HtmlEmbedError as e:
+        raise click.ClickException(str(e)) from e
+    for page, why in m.errors:
+        click.echo(f"skipped {page}: {why}", err=True)
+    click.echo(f"wrote {out}: {len(m.placements)} canary copies in {len(m.placements)} pages, "
+               f"{len(m.untouched)} pages unchanged, {len(m.errors)} pages skipped")
+    click.echo(f"manifest: {manifest or manifest_path_for(canary_file)}")
+
+
+@canaries_group.command("carriers")
+def carriers_cmd() -> None:
+    """List the HTML carriers `tdp canaries embed` knows."""
+    from canaries.html import CARRIERS
+
+    for c in CARRIERS.values():
+        click.echo(f"{c.name:18} {c.placement:9} {c.description}")
 
 
 def register(group: click.Group) -> None:
