@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import shutil
 import sys
 import time
@@ -207,7 +208,7 @@ def main() -> None:
         )
     (args.out / "SUMMARY.md").write_text(
         "# Hidden HTML canaries: extractor -> corpus -> model -> audit\n\n"
-        f"`python bench/html_e2e.py --out {args.out.relative_to(ROOT) if args.out.is_relative_to(ROOT) else args.out}` "
+        f"`python bench/html_e2e.py {shlex.join(sys.argv[1:])}` "
         f"({time.time() - t0:.0f} s on 2 shared CPU cores). Full report: report.md / report.html / report.json.\n\n"
         "| task | carrier group | copies in corpus | canaries with a copy | primary p | kind |\n"
         "|---|---|---:|---:|---:|---|\n"
