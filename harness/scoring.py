@@ -83,7 +83,7 @@ def logprobs_shuffled(
     stats = None
     if cache is not None:
         fingerprint = backend.fingerprint()
-        stats = CacheStats(label=label, fingerprint=fingerprint.digest(), texts=len(texts))
+        stats = CacheStats(label, fingerprint.digest(), texts=sum(len(c) for c in chunks))
         got, stats.corrupt_files = cache.load(fingerprint, keys)
         stats.hits = sum(1 for chunk in chunks for i in chunk if keys[i] in got)
         cache.stats.append(stats)
