@@ -140,22 +140,27 @@ def audit_from_paths(
     cs = load_canary_set(canaries)
     task = task or cs.plan.task
     build_config(get_task(task).config_type, options or {})  # fail before loading any model
+    pool = None
+    if ray_workers > 0:
+        from harness.backends.ray_pool import RayPool
+
+        pool = RayPool([model, reference] if reference else [model], ray_workers, ray_address)
+        backend, ref = pool.backend(0), pool.backend(1) if reference else None
+    else:
+        backend, ref = load_backend(model), load_backend(reference) if reference else None
     ctx = AuditContext(
         canary_set=cs,
         canary_path=str(canaries),
-        backend=_load(model, ray_workers, ray_address),
+        backend=backend,
         model_spec=model,
-        reference=_load(reference, ray_workers, ray_address) if reference else None,
+        reference=ref,
         reference_spec=reference,
         progress=progress,
         cache=cache,
     )
-    return run_audit(task, ctx, options)
+    try:
+        return run_audit(task, ctx, options)
+    finally:
+        if pool is not None:
+            pool.close()
 
-
-def _load(spec: str, ray_workers: int, ray_address: str | None) -> Backend:
-    if ray_workers > 0:
-        from harness.backends.ray_pool import RayBackend
-
-        return RayBackend(spec, ray_workers, ray_address)
-    return load_backend(spec)

@@ -19,45 +19,44 @@ from harness.backends.base import BackendError, Fingerprint
 
 
 class _Worker:
-    """One Ray actor: loads the backend once, then scores whole chunks on request."""
+    """One Ray actor: loads every backend of the pool once, then scores whole chunks."""
 
-    def __init__(self, spec: str) -> None:
+    def __init__(self, specs: list[str]) -> None:
         from harness.backends import load_backend
 
-        self.backend = load_backend(spec)
+        self.backends = [load_backend(spec) for spec in specs]
 
-    def fingerprint(self) -> Fingerprint:
-        return self.backend.fingerprint()
+    def fingerprints(self) -> list[Fingerprint]:
+        return [b.fingerprint() for b in self.backends]
 
-    def tokenizer(self) -> Any:
-        return self.backend.tokenizer
+    def tokenizer(self, which: int) -> Any:
+        return self.backends[which].tokenizer
 
-    def score(self, job: tuple[int, list[str]]) -> tuple[int, list[np.ndarray]]:
+    def score(self, which: int, job: tuple[int, list[str]]) -> tuple[int, list[np.ndarray]]:
         n, texts = job
-        return n, self.backend.token_logprobs(texts)
+        return n, self.backends[which].token_logprobs(texts)
 
-    def generate(self, *args: Any, **kwargs: Any) -> list[list[str]]:
-        return self.backend.generate(*args, **kwargs)
+    def generate(self, which: int, *args: Any) -> list[list[str]]:
+        return self.backends[which].generate(*args)
 
 
-class RayBackend:
-    """A Backend whose scoring is spread over `workers` Ray actors.
+class RayPool:
+    """`workers` Ray actors, each holding one backend per spec (e.g. target and reference).
 
     Args:
-        spec: model spec string, loaded by every actor with ``load_backend`` (e.g.
-            ``hf:./model,dtype=bfloat16``).
-        workers: number of actors (model replicas).
+        specs: model spec strings, loaded by every actor with ``load_backend`` (e.g.
+            ``hf:./model,dtype=bfloat16``). Holding all of them in each actor mirrors the
+            single-process run and keeps one actor per CPU/GPU slot.
+        workers: number of actors (replicas of every model).
         address: an existing Ray cluster (``ray://host:10001`` or ``auto``); None joins the
             instance already initialised in this process, else starts a local one.
         gpus_per_worker: GPUs each actor reserves; None = 1 if the cluster has a GPU per
             worker, else 0.
     """
 
-    name = "ray"
-
     def __init__(
         self,
-        spec: str,
+        specs: Sequence[str],
         workers: int,
         address: str | None = None,
         gpus_per_worker: float | None = None,
@@ -72,8 +71,9 @@ class RayBackend:
         if workers < 1:
             raise BackendError(f"need at least one Ray worker, got {workers}")
         self._ray = ray
-        self.spec, self.workers = spec, workers
+        self.specs, self.workers = list(specs), workers
         self._started = False
+        self.actors: list[Any] = []
         if not ray.is_initialized():
             try:
                 if address:
@@ -87,35 +87,63 @@ class RayBackend:
         if gpus_per_worker is None:
             gpus_per_worker = 1.0 if ray.cluster_resources().get("GPU", 0) >= workers else 0.0
         actor = ray.remote(_Worker).options(num_cpus=1, num_gpus=gpus_per_worker)
-        self.actors = [actor.remote(spec) for _ in range(workers)]
+        self.actors = [actor.remote(self.specs) for _ in range(workers)]
         try:
-            fingerprints = ray.get([a.fingerprint.remote() for a in self.actors])
+            per_actor = ray.get([a.fingerprints.remote() for a in self.actors])
         except Exception as e:  # an actor's load error arrives wrapped by Ray
             self.close()
-            raise BackendError(f"Ray workers could not load {spec!r}: {e}") from e
-        digests = {fp.digest() for fp in fingerprints}
-        if len(digests) != 1:
-            self.close()
-            raise BackendError(
-                f"Ray workers loaded {spec!r} with {len(digests)} different fingerprints "
-                "(mixed devices or library versions?); their scores would not be comparable"
-            )
-        self._fingerprint: Fingerprint = fingerprints[0]
+            raise BackendError(f"Ray workers could not load {self.specs}: {e}") from e
+        self.fingerprints: list[Fingerprint] = per_actor[0]
+        for i, spec in enumerate(self.specs):
+            digests = {fps[i].digest() for fps in per_actor}
+            if len(digests) != 1:
+                self.close()
+                raise BackendError(
+                    f"Ray workers loaded {spec!r} with {len(digests)} different fingerprints "
+                    "(mixed devices or library versions?); their scores would not be comparable"
+                )
+
+    def backend(self, which: int = 0) -> RayBackend:
+        """The Backend view of the pool's `which`-th model."""
+        return RayBackend(self, which)
+
+    def close(self) -> None:
+        """Stop the actors, and the local Ray instance if this pool started it."""
+        for a in self.actors:
+            try:
+                self._ray.kill(a)
+            except Exception:  # already dead
+                pass
+        self.actors = []
+        if self._started:
+            self._ray.shutdown()
+            self._started = False
+
+
+class RayBackend:
+    """A Backend whose scoring is spread over the actors of a :class:`RayPool`."""
+
+    name = "ray"
+
+    def __init__(self, pool: RayPool, which: int = 0) -> None:
+        self.pool, self.which = pool, which
+        self._ray = pool._ray
         self._tokenizer: Any = None
 
     @property
     def tokenizer(self) -> Any:
         if self._tokenizer is None:
-            self._tokenizer = self._ray.get(self.actors[0].tokenizer.remote())
+            self._tokenizer = self._ray.get(self.pool.actors[0].tokenizer.remote(self.which))
         return self._tokenizer
 
     def fingerprint(self) -> Fingerprint:
-        """The workers' fingerprint (all checked equal): it keys the cache and the report."""
-        return self._fingerprint
+        """The workers' fingerprint (checked equal on all): it keys the cache and the report."""
+        return self.pool.fingerprints[self.which]
 
     def token_logprobs(self, texts: Sequence[str]) -> list[np.ndarray]:
         """A direct call is one chunk: scored whole by one actor, as locally."""
-        return self._ray.get(self.actors[0].score.remote((0, list(texts))))[1]
+        job = (0, list(texts))
+        return self._ray.get(self.pool.actors[0].score.remote(self.which, job))[1]
 
     def map_chunks(
         self, jobs: Iterable[tuple[int, list[str]]]
@@ -123,8 +151,9 @@ class RayBackend:
         """Score (number, texts) chunks across the actors; yield each as it completes."""
         from ray.util import ActorPool
 
-        pool = ActorPool(self.actors)
-        yield from pool.map_unordered(lambda a, job: a.score.remote(job), list(jobs))
+        which = self.which
+        pool = ActorPool(self.pool.actors)
+        yield from pool.map_unordered(lambda a, job: a.score.remote(which, job), list(jobs))
 
     def generate(
         self,
@@ -135,18 +164,7 @@ class RayBackend:
         seed: int = 0,
     ) -> list[list[str]]:
         """Generation runs on one actor, so seeded sampling matches a local run exactly."""
+        actor = self.pool.actors[0]
         return self._ray.get(
-            self.actors[0].generate.remote(list(prompts), max_new_tokens, n, temperature, seed)
+            actor.generate.remote(self.which, list(prompts), max_new_tokens, n, temperature, seed)
         )
-
-    def close(self) -> None:
-        """Stop the actors, and the local Ray instance if this backend started it."""
-        for a in getattr(self, "actors", []):
-            try:
-                self._ray.kill(a)
-            except Exception:  # already dead
-                pass
-        self.actors = []
-        if self._started:
-            self._ray.shutdown()
-            self._started = False
