@@ -19,7 +19,7 @@ from canaries.canary_set import Plan, new_canary_set, save_canary_set
 from canaries.drbg import derive_seed
 from canaries.generators import words_spec
 from harness.backends.hf import HFBackend
-from harness.cache import CacheCorruptionWarning, ScoreCache, decode_chunk, encode_chunk, text_key
+from harness.cache import CacheCorruptionWarning, ScoreCache, decode_chunk, encode_chunk
 from harness.cli import main
 from harness.scoring import logprobs_shuffled
 from tests.tiny_lm import tiny_lm_dir
@@ -144,7 +144,8 @@ def test_corrupt_chunk_warns_and_is_rescored(tiny, tmp_path, damage) -> None:
 
 def _canary_file(tmp_path: Path, m: int) -> Path:
     plan = Plan(score="loss", statistic="rank-sum", counterfactuals=m, alpha=0.01)
-    cs, seed = new_canary_set(words_spec(6, prefix_length=2), 8, plan, seed=derive_seed("kill", "1"))
+    spec = words_spec(6, prefix_length=2)
+    cs, seed = new_canary_set(spec, 8, plan, seed=derive_seed("kill", "1"))
     return save_canary_set(cs, tmp_path / "canaries.json", seed)
 
 
@@ -165,7 +166,8 @@ def test_audit_killed_mid_run_resumes_without_rescoring(tiny, tmp_path) -> None:
     args = ["audit", "--model", model, "--canaries", str(canaries), "--no-progress",
             "--cache-dir", str(cache_dir), "--cache-chunk", str(chunk)]
     proc = subprocess.Popen(
-        [sys.executable, "-c", "from harness.cli import main; main()", *args, "-o", str(tmp_path / "killed")],
+        [sys.executable, "-c", "from harness.cli import main; main()", *args,
+         "-o", str(tmp_path / "killed")],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=Path(__file__).parents[1],
         env={**os.environ, "OMP_NUM_THREADS": "1"},
     )
@@ -205,9 +207,12 @@ def test_audit_killed_mid_run_resumes_without_rescoring(tiny, tmp_path) -> None:
 
 def test_no_cache_writes_nothing_and_flags_conflict(tiny, tmp_path) -> None:
     canaries = _canary_file(tmp_path, 20)
-    base = ["audit", "--model", f"hf:{tiny},device=cpu", "--canaries", str(canaries), "--no-progress"]
+    base = ["audit", "--model", f"hf:{tiny},device=cpu", "--canaries", str(canaries),
+            "--no-progress"]
     r = CliRunner().invoke(main, [*base, "--no-cache", "-o", str(tmp_path / "o")])
     assert r.exit_code == 0, r.output
     assert not any("score cache" in n for n in _notes(tmp_path / "o"))
-    r = CliRunner().invoke(main, [*base, "--no-cache", "--cache-dir", str(tmp_path), "-o", str(tmp_path / "p")])
+    r = CliRunner().invoke(
+        main, [*base, "--no-cache", "--cache-dir", str(tmp_path), "-o", str(tmp_path / "p")]
+    )
     assert r.exit_code != 0 and "contradict" in r.output

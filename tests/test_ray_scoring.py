@@ -65,7 +65,8 @@ def test_ray_scoring_identical_to_local_and_cached(ray_session, tmp_path_factory
         s = cache.stats[-1]
         assert (s.scored, s.chunks_written) == (72, 5)
         again = logprobs_shuffled(remote, texts, SEED, cache)
-        assert cache.stats[-1].hits == 72 and all(np.array_equal(a, b) for a, b in zip(got, again))
+        assert cache.stats[-1].hits == 72
+        assert all(np.array_equal(a, b) for a, b in zip(got, again, strict=True))
         assert remote.tokenizer.encode(TEXTS[0]) == local.tokenizer.encode(TEXTS[0])
         assert remote.generate(TEXTS[:2], 5) == local.generate(TEXTS[:2], 5)
     finally:
@@ -83,7 +84,9 @@ def test_ray_audit_cli_matches_local(ray_session, tmp_path_factory, tmp_path) ->
     args = ["audit", "--model", spec, "--reference", f"hf:{tiny},dtype=bfloat16,device=cpu",
             "--canaries", str(canaries), "--no-progress", "--cache-chunk", "16"]
     runner = CliRunner()
-    r = runner.invoke(main, [*args, "--cache-dir", str(tmp_path / "a"), "-o", str(tmp_path / "local-run")])
+    r = runner.invoke(
+        main, [*args, "--cache-dir", str(tmp_path / "a"), "-o", str(tmp_path / "local-run")]
+    )
     assert r.exit_code == 0, r.output
     r = runner.invoke(main, [*args, "--ray-workers", "2", "--cache-dir", str(tmp_path / "b"),
                              "-o", str(tmp_path / "ray-run")])

@@ -21,7 +21,8 @@ from harness.cli.errors import parse_options, user_errors
     "--cache-dir",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
-    help="Score cache directory (default: $TDP_CACHE_DIR, else $XDG_CACHE_HOME/tdp, else ~/.cache/tdp).",
+    help="Score cache directory (default: $TDP_CACHE_DIR, else $XDG_CACHE_HOME/tdp, "
+    "else ~/.cache/tdp).",
 )
 @click.option("--no-cache", is_flag=True, help="Neither read nor write the score cache.")
 @click.option(
@@ -36,7 +37,9 @@ from harness.cli.errors import parse_options, user_errors
     default=0,
     help="Score chunks across N Ray actors, each loading the model (needs tdp-harness[ray]).",
 )
-@click.option("--ray-address", default=None, help="Ray cluster to join (default: start a local one).")
+@click.option(
+    "--ray-address", default=None, help="Ray cluster to join (default: start a local one)."
+)
 @user_errors
 def audit_cmd(
     model, reference, canary_file, task, options, out, no_progress, cache_dir, no_cache,
