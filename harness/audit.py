@@ -10,6 +10,7 @@ from canaries.canary_set import CanarySet, load_canary_set
 from canaries.drbg import derive_seed
 from harness.backends import Backend, load_backend
 from harness.backends.base import Fingerprint
+from harness.cache import ScoreCache
 from harness.provenance import now, provenance
 from harness.registry import TaskError, get_task
 from harness.results import AuditResult, CanarySetInfo, ModelInfo, Report
@@ -40,6 +41,7 @@ class AuditContext:
     seed_override: bytes | None = None
     seed_reason: str | None = None
     progress: bool = True
+    cache: ScoreCache | None = None
 
     def seed(self) -> bytes:
         if self.seed_override is not None:
@@ -92,9 +94,13 @@ def run_audit(
 ) -> AuditResult:
     task = get_task(task_name)
     config = build_config(task.config_type, options or {})
+    seen = len(ctx.cache.stats) if ctx.cache is not None else 0
     result: AuditResult = task.run(ctx, config)
     if title is not None or role != "audit":
         result = AuditResult(**{**result.__dict__, "title": title or result.title, "role": role})
+    if ctx.cache is not None and len(ctx.cache.stats) > seen:
+        lines = [f"score cache {ctx.cache.root}: {s.line()}" for s in ctx.cache.stats[seen:]]
+        result = AuditResult(**{**result.__dict__, "notes": (*result.notes, *lines)})
     return result
 
 
@@ -122,18 +128,39 @@ def audit_from_paths(
     reference: str | None = None,
     options: dict[str, Any] | None = None,
     progress: bool = True,
+    cache: ScoreCache | None = None,
+    ray_workers: int = 0,
+    ray_address: str | None = None,
 ) -> AuditResult:
-    """Load everything named on the command line and run one audit."""
+    """Load everything named on the command line and run one audit.
+
+    With ``ray_workers`` > 0 the model(s) are loaded by that many Ray actors (on the cluster at
+    ``ray_address``, or a local Ray instance) and chunks are scored across them.
+    """
     cs = load_canary_set(canaries)
     task = task or cs.plan.task
     build_config(get_task(task).config_type, options or {})  # fail before loading any model
+    pool = None
+    if ray_workers > 0:
+        from harness.backends.ray_pool import RayPool
+
+        pool = RayPool([model, reference] if reference else [model], ray_workers, ray_address)
+        backend, ref = pool.backend(0), pool.backend(1) if reference else None
+    else:
+        backend, ref = load_backend(model), load_backend(reference) if reference else None
     ctx = AuditContext(
         canary_set=cs,
         canary_path=str(canaries),
-        backend=load_backend(model),
+        backend=backend,
         model_spec=model,
-        reference=load_backend(reference) if reference else None,
+        reference=ref,
         reference_spec=reference,
         progress=progress,
+        cache=cache,
     )
-    return run_audit(task, ctx, options)
+    try:
+        return run_audit(task, ctx, options)
+    finally:
+        if pool is not None:
+            pool.close()
+

@@ -1,14 +1,23 @@
-"""The one scoring path: texts -> backend log-probs (shuffled together) -> named scores."""
+"""The one scoring path: texts -> backend log-probs (shuffled together) -> named scores.
+
+Log-probs are computed in chunks of the shuffled order. With a :class:`~harness.cache.ScoreCache`
+each chunk is stored as soon as it is scored, so a killed run loses at most the chunks in flight;
+the rerun reads what is stored and scores only the rest. Chunk boundaries are a function of the
+shuffled order and the chunk size alone, so a resumed (or Ray-sharded) run hands the backend the
+very same batches as an uninterrupted one.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import sys
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from canaries.drbg import HashDRBG
 from harness.backends.base import Backend
+from harness.cache import DEFAULT_CHUNK_TEXTS, CacheStats, ScoreCache, text_key
 from harness.scores import ScoreError, ScoreInputs, compute_score, get_score
 
 
@@ -20,17 +29,78 @@ class ScoringRequest:
     options: dict[str, dict[str, float]]
 
 
-def logprobs_shuffled(backend: Backend, texts: Sequence[str], seed: bytes) -> list[np.ndarray]:
-    """Score texts in a seeded random order, so batch composition is blind to identity."""
+def shuffled_chunks(texts: Sequence[str], seed: bytes, chunk_texts: int) -> list[list[int]]:
+    """Indices of the distinct texts in seeded random order, cut into chunks of `chunk_texts`.
+
+    The order depends only on the seed and the number of texts, never on which text is a
+    canary, so batch composition is blind to identity. A repeated text is scored once.
+    """
     order = list(range(len(texts)))
     HashDRBG(seed, "scoring-order").shuffle(order)
-    scored = backend.token_logprobs([texts[i] for i in order])
-    if len(scored) != len(texts):
-        raise RuntimeError(f"backend returned {len(scored)} results for {len(texts)} texts")
-    out: list[np.ndarray] = [np.empty(0)] * len(texts)
-    for pos, i in enumerate(order):
-        out[i] = scored[pos]
-    return out
+    seen: set[str] = set()
+    unique = []
+    for i in order:
+        if texts[i] not in seen:
+            seen.add(texts[i])
+            unique.append(i)
+    return [unique[k : k + chunk_texts] for k in range(0, len(unique), chunk_texts)]
+
+
+def _score_chunks(
+    backend: Backend, texts: Sequence[str], chunks: list[list[int]]
+) -> Iterator[tuple[int, list[np.ndarray]]]:
+    """(chunk number, log-probs) as chunks complete: in parallel where the backend can shard."""
+    jobs = [(n, [texts[i] for i in chunk]) for n, chunk in enumerate(chunks)]
+    map_chunks = getattr(backend, "map_chunks", None)
+    if callable(map_chunks):
+        yield from map_chunks(jobs)
+        return
+    for n, chunk_texts in jobs:
+        yield n, backend.token_logprobs(chunk_texts)
+
+
+def logprobs_shuffled(
+    backend: Backend,
+    texts: Sequence[str],
+    seed: bytes,
+    cache: ScoreCache | None = None,
+    label: str = "target",
+) -> list[np.ndarray]:
+    """Per-token log-probs of every text, scored chunk by chunk in a seeded random order.
+
+    Args:
+        backend: the model. If it has ``map_chunks`` (e.g. the Ray backend), chunks are
+            scored in parallel and arrive in completion order.
+        texts: texts to score; duplicates are scored once.
+        seed: fixes the scoring order (the audit seed).
+        cache: where to read finished chunks from and write new ones to, as they complete.
+        label: names this pass in the cache statistics ("target", "reference").
+    """
+    chunk_texts = cache.chunk_texts if cache is not None else DEFAULT_CHUNK_TEXTS
+    chunks = shuffled_chunks(texts, seed, chunk_texts)
+    keys = [text_key(t) for t in texts]
+    got: dict[str, np.ndarray] = {}
+    stats = None
+    if cache is not None:
+        fingerprint = backend.fingerprint()
+        stats = CacheStats(label, fingerprint.digest(), texts=sum(len(c) for c in chunks))
+        got, stats.corrupt_files = cache.load(fingerprint, keys)
+        stats.hits = sum(1 for chunk in chunks for i in chunk if keys[i] in got)
+        cache.stats.append(stats)
+    todo = [[i for i in chunk if keys[i] not in got] for chunk in chunks]
+    todo = [chunk for chunk in todo if chunk]
+    for n, scored in _score_chunks(backend, texts, todo):
+        if len(scored) != len(todo[n]):
+            raise RuntimeError(f"backend returned {len(scored)} results for {len(todo[n])} texts")
+        fresh = {keys[i]: np.asarray(lp) for i, lp in zip(todo[n], scored, strict=True)}
+        if cache is not None and stats is not None:
+            cache.store(fingerprint, fresh)
+            stats.scored += len(fresh)
+            stats.chunks_written += 1
+        got.update(fresh)
+    if stats is not None:
+        print(f"score cache {cache.root}: {stats.line()}", file=sys.stderr, flush=True)
+    return [got[k] for k in keys]
 
 
 def score_texts(
@@ -39,13 +109,18 @@ def score_texts(
     request: ScoringRequest,
     seed: bytes,
     reference: Backend | None = None,
+    cache: ScoreCache | None = None,
 ) -> list[dict[str, float]]:
     """Compute every requested score for every text through one identical call path."""
     for name in request.scores:
         if "reference" in get_score(name).needs and reference is None:
             raise ScoreError(f"score {name!r} needs a reference model (--reference)")
-    target_lp = logprobs_shuffled(backend, texts, seed)
-    ref_lp = logprobs_shuffled(reference, texts, seed) if reference is not None else None
+    target_lp = logprobs_shuffled(backend, texts, seed, cache, "target")
+    ref_lp = (
+        logprobs_shuffled(reference, texts, seed, cache, "reference")
+        if reference is not None
+        else None
+    )
     rows = []
     for i, text in enumerate(texts):
         x = ScoreInputs(

@@ -64,6 +64,7 @@ def run(ctx: AuditContext, config: CanaryRankConfig) -> AuditResult:
         ScoringRequest(scores=tuple(names), options=options),
         seed,
         reference=ctx.reference,
+        cache=ctx.cache,
     )
     is_canary = np.array([role == "canary" for _, role, _ in items])
     tests = []

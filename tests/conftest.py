@@ -16,6 +16,14 @@ from harness.train import TrainConfig, stdlib_docstrings, train_causal_lm, train
 TINY_TRAIN = TrainConfig(n_layer=1, n_embd=64, n_head=2, block_size=32, epochs=6, batch_size=16, lr=5e-3, warmup_steps=5)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _private_score_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Keep `tdp audit`'s default score cache out of the user's home during tests."""
+    import os
+
+    os.environ["TDP_CACHE_DIR"] = str(tmp_path_factory.mktemp("tdp-cache"))
+
+
 @dataclass(frozen=True)
 class TinyWorld:
     """A corpus with planted canaries, and models trained with and without them."""

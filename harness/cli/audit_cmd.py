@@ -17,15 +17,57 @@ from harness.cli.errors import parse_options, user_errors
 @click.option("--option", "options", multiple=True, help="Task option key=value (repeatable).")
 @click.option("--out", "-o", type=click.Path(file_okay=False, path_type=Path), required=True)
 @click.option("--no-progress", is_flag=True)
+@click.option(
+    "--cache-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Score cache directory (default: $TDP_CACHE_DIR, else $XDG_CACHE_HOME/tdp, "
+    "else ~/.cache/tdp).",
+)
+@click.option("--no-cache", is_flag=True, help="Neither read nor write the score cache.")
+@click.option(
+    "--cache-chunk",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Texts scored per chunk; each finished chunk is stored at once (default 4096).",
+)
+@click.option(
+    "--ray-workers",
+    type=click.IntRange(min=0),
+    default=0,
+    help="Score chunks across N Ray actors, each loading the model (needs tdp-harness[ray]).",
+)
+@click.option(
+    "--ray-address", default=None, help="Ray cluster to join (default: start a local one)."
+)
 @user_errors
-def audit_cmd(model, reference, canary_file, task, options, out, no_progress) -> None:
+def audit_cmd(
+    model, reference, canary_file, task, options, out, no_progress, cache_dir, no_cache,
+    cache_chunk, ray_workers, ray_address,
+) -> None:
     """Audit MODEL against a committed canary set; writes report.{json,html,md} to OUT."""
     from harness.audit import audit_from_paths, make_report
+    from harness.cache import DEFAULT_CHUNK_TEXTS, ScoreCache, default_cache_dir
     from harness.report import write_report
     from harness.report.wording import p_label, verdict
 
+    if no_cache and cache_dir is not None:
+        raise click.UsageError("--no-cache and --cache-dir contradict each other")
+    if ray_address and not ray_workers:
+        raise click.UsageError("--ray-address needs --ray-workers N")
+    cache = None
+    if not no_cache:
+        cache = ScoreCache(cache_dir or default_cache_dir(), cache_chunk or DEFAULT_CHUNK_TEXTS)
     result = audit_from_paths(
-        model, canary_file, task, reference, parse_options(options), progress=not no_progress
+        model,
+        canary_file,
+        task,
+        reference,
+        parse_options(options),
+        progress=not no_progress,
+        cache=cache,
+        ray_workers=ray_workers,
+        ray_address=ray_address,
     )
     write_report(make_report(f"tdp audit: {model}", [result]), out)
     click.echo(f"{result.primary.result.name} on {result.primary.score}: {p_label(result.primary.result)}")

@@ -13,6 +13,7 @@ from canaries.corpus import CorpusError
 from canaries.generators import GeneratorError
 from canaries.wordlist import WordlistError
 from harness.backends import BackendError, ModelSpecError
+from harness.cache import CacheError
 from harness.registry import TaskError
 from harness.results import ReportError
 from harness.scores import ScoreError
@@ -23,6 +24,7 @@ USER_ERRORS: tuple[type[Exception], ...] = (
     GeneratorError,
     WordlistError,
     BackendError,
+    CacheError,
     ModelSpecError,
     TaskError,
     ReportError,
