@@ -3,7 +3,7 @@
 Also compares document extraction on training documents against held-out documents (evidence
 only). Writes results/extraction-demo/report.{json,html,md} and summary.md. CPU, offline.
 
-    .venv/bin/python scripts/extraction_demo.py [--out results/extraction-demo]
+    .venv/bin/python bench/extraction_demo.py [--out results/extraction-demo]
 """
 
 from __future__ import annotations
