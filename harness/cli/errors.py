@@ -16,6 +16,7 @@ from harness.backends import BackendError, ModelSpecError
 from harness.registry import TaskError
 from harness.results import ReportError
 from harness.scores import ScoreError
+from harness.stats import PlanViolation
 
 USER_ERRORS: tuple[type[Exception], ...] = (
     CanarySetError,
@@ -27,6 +28,7 @@ USER_ERRORS: tuple[type[Exception], ...] = (
     TaskError,
     ReportError,
     ScoreError,
+    PlanViolation,
     FileNotFoundError,
 )
 F = TypeVar("F", bound=Callable[..., Any])
