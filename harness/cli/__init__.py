@@ -15,6 +15,7 @@ COMMAND_MODULES = (
     "harness.cli.audit_cmd",
     "harness.cli.demo_cmd",
     "harness.cli.tasks_cmd",
+    "harness.cli.verify_cmd",
 )
 
 
