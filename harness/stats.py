@@ -6,6 +6,7 @@ so a reported bound stays valid when scores tie (see shared STATISTICS.md).
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -348,6 +349,15 @@ def set_mean_sets_test(member_scores: Sequence[float], counterfactual_scores: Se
     )
 
 
+@functools.lru_cache(maxsize=8)
+def _subsets(n: int, k: int) -> np.ndarray:
+    """All K-subsets of range(n) as a (C(n,k), k) index array (cached: calibration reuses it)."""
+    from itertools import combinations
+
+    idx = np.fromiter((i for comb in combinations(range(n), k) for i in comb), dtype=np.int64)
+    return idx.reshape(-1, k)
+
+
 def set_mean_test(
     member_scores: Sequence[float],
     counterfactual_scores: Sequence[float],
@@ -369,10 +379,7 @@ def set_mean_test(
     eps = 1e-12 * max(1.0, float(np.abs(pooled).sum()))  # float summation order must not help the claim
     subsets = math.comb(n, k)
     if subsets <= PERMUTATION_EXACT_LIMIT:
-        from itertools import combinations
-
-        idx = np.fromiter((i for comb in combinations(range(n), k) for i in comb), dtype=np.int64)
-        sums = pooled[idx.reshape(-1, k)].sum(axis=1)
+        sums = pooled[_subsets(n, k)].sum(axis=1)
         hits = int(np.count_nonzero(sums >= total - eps))
         p = hits / subsets
         how = f"exact permutation test over all C({n},{k}) = {subsets} K-subsets of the pooled sample"

@@ -27,7 +27,7 @@ from harness.verify import verify_report
 @pytest.fixture(scope="module")
 def real_report(tmp_path_factory):
     root = tmp_path_factory.mktemp("verify")
-    model = tiny_model(root / "models")
+    model = tiny_model(tmp_path_factory.getbasetemp() / "tiny-models")  # shared across tests
     cs, seed = new_canary_set(words_spec(6), 4, Plan(counterfactuals=30, alpha=0.05), b"v" * 32)
     cfile = save_canary_set(cs, root / "canaries.json", seed)
     backend = HFBackend(str(model))

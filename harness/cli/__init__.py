@@ -16,6 +16,7 @@ COMMAND_MODULES = (
     "harness.cli.demo_cmd",
     "harness.cli.tasks_cmd",
     "harness.cli.verify_cmd",
+    "harness.cli.calibrate_cmd",
 )
 
 
