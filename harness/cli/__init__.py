@@ -17,6 +17,7 @@ COMMAND_MODULES = (
     "harness.cli.tasks_cmd",
     "harness.cli.verify_cmd",
     "harness.cli.calibrate_cmd",
+    "harness.cli.simulate_cmd",
 )
 
 
