@@ -54,7 +54,10 @@ def mark_documents(
         mark = cs.canaries[i if mode == "per-document" else 0].text
         cuts = [0] + [j + 1 for j, ch in enumerate(doc) if ch.isspace()] + [len(doc)]
         at = cuts[rng.randbelow(len(cuts))]
-        out.append(f"{doc[:at]}{mark} {doc[at:]}")
+        if at < len(doc):
+            out.append(f"{doc[:at]}{mark} {doc[at:]}")
+        else:  # at the end: keep the mark a separate word
+            out.append(doc + (" " if doc and not doc[-1].isspace() else "") + mark)
         offsets.append(at)
     return out, offsets
 
