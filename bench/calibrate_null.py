@@ -27,12 +27,16 @@ def main() -> int:
     t0 = time.time()
     spec = f"hf:{tiny_model(progress=False)}"
     cfg = CalibrationConfig(audits=args.audits, k=args.k, m=args.m)
-    res = run_calibration(load_backend(spec), spec, cfg, args.out, bytes.fromhex(args.seed) if args.seed else None)
+    res = run_calibration(
+        load_backend(spec), spec, cfg, args.out, bytes.fromhex(args.seed) if args.seed else None
+    )
     print(markdown_table(res["rows"]))
     key = [r for r in res["rows"] if r["alpha"] in (0.01, 0.05) and r["exact_size"] > 0]
     bad = [r for r in key if not r["inside_null99"]]
-    print(f"{args.audits} audits x {args.k + args.m} items scored once, {time.time() - t0:.0f} s; "
-          f"alpha 0.01/0.05 cells inside their 99% binomial interval: {len(key) - len(bad)}/{len(key)}")
+    print(
+        f"{args.audits} audits x {args.k + args.m} items scored once, {time.time() - t0:.0f} s; "
+        f"alpha 0.01/0.05 cells inside their 99% binomial interval: {len(key) - len(bad)}/{len(key)}"
+    )
     return 1 if bad else 0
 
 

@@ -62,7 +62,10 @@ def exact_size(statistic: str, alpha: float, k: int, m: int) -> float:
         c = math.comb(k + m, k)
         return math.floor(alpha * c) / c
     if statistic == "rank-sum":
-        vals = [rank_sum_cdf_exact(t, k, k + m) for t in range(k * (k + 1) // 2, k * (2 * (k + m) - k + 1) // 2 + 1)]
+        vals = [
+            rank_sum_cdf_exact(t, k, k + m)
+            for t in range(k * (k + 1) // 2, k * (2 * (k + m) - k + 1) // 2 + 1)
+        ]
     elif statistic == "uniform-rank-sum":
         vals = [uniform_sum_cdf(t, [m // k + 1] * k) for t in range(k, k * (m // k + 1) + 1)]
     elif statistic == "rank-first-count":
@@ -99,14 +102,23 @@ def summarise(pvals: dict[str, np.ndarray], cfg: CalibrationConfig) -> list[dict
         for a in cfg.alphas:
             x = int(np.count_nonzero(p <= a))
             size = exact_size(s, a, cfg.k, cfg.m)
-            lo99, hi99 = (binom.ppf(0.005, n, size), binom.ppf(0.995, n, size)) if size > 0 else (0, 0)
-            rows.append({
-                "statistic": s, "alpha": a, "audits": n, "rejections": x, "rate": x / n,
-                "cp95": clopper_pearson(x, n, 0.95), "exact_size": size,
-                "null99_count": (int(lo99), int(hi99)),
-                "inside_null99": bool(lo99 <= x <= hi99),
-                "rate_le_alpha_ok": bool(clopper_pearson(x, n, 0.99)[0] <= a),
-            })
+            lo99, hi99 = (
+                (binom.ppf(0.005, n, size), binom.ppf(0.995, n, size)) if size > 0 else (0, 0)
+            )
+            rows.append(
+                {
+                    "statistic": s,
+                    "alpha": a,
+                    "audits": n,
+                    "rejections": x,
+                    "rate": x / n,
+                    "cp95": clopper_pearson(x, n, 0.95),
+                    "exact_size": size,
+                    "null99_count": (int(lo99), int(hi99)),
+                    "inside_null99": bool(lo99 <= x <= hi99),
+                    "rate_le_alpha_ok": bool(clopper_pearson(x, n, 0.99)[0] <= a),
+                }
+            )
     return rows
 
 
@@ -134,8 +146,10 @@ def qq_plot_png(pvals: dict[str, np.ndarray], path: Path) -> None:
 
 
 def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
-    head = ("| statistic | alpha | audits | rejections | rate | 95% CP interval | exact size | "
-            "99% null count interval | inside |\n|---|---|---|---|---|---|---|---|---|\n")
+    head = (
+        "| statistic | alpha | audits | rejections | rate | 95% CP interval | exact size | "
+        "99% null count interval | inside |\n|---|---|---|---|---|---|---|---|---|\n"
+    )
     body = "".join(
         f"| {r['statistic']} | {r['alpha']} | {r['audits']} | {r['rejections']} | {r['rate']:.4f} | "
         f"[{r['cp95'][0]:.4f}, {r['cp95'][1]:.4f}] | {r['exact_size']:.4f} | "
@@ -169,16 +183,23 @@ def run_calibration(
     out.mkdir(parents=True, exist_ok=True)
     qq_plot_png(pvals, out / "qq.png")
     result = {
-        "model": model_spec, "fingerprint": backend.fingerprint().to_dict(), "config": asdict(cfg),
-        "generator": spec.to_dict(), "pool_seed": seed.hex(), "pool_size": len(texts),
-        "rows": rows, "pvalues": {s: p.tolist() for s, p in pvals.items()},
+        "model": model_spec,
+        "fingerprint": backend.fingerprint().to_dict(),
+        "config": asdict(cfg),
+        "generator": spec.to_dict(),
+        "pool_seed": seed.hex(),
+        "pool_size": len(texts),
+        "rows": rows,
+        "pvalues": {s: p.tolist() for s, p in pvals.items()},
     }
     (out / "calibration.json").write_text(json.dumps(result) + "\n")
-    md = (f"# Null calibration: {model_spec}\n\n{cfg.audits} null audits, K={cfg.k} canaries and "
-          f"M={cfg.m} counterfactuals each (words, length {cfg.length}), score `{cfg.score}`; one pool "
-          f"of {len(texts)} fresh draws scored once and cut into disjoint audits (see harness/calibrate.py"
-          " for why this is valid).\n\nA valid test rejects at rate <= alpha: the count should fall in "
-          "the 99% interval of Binomial(audits, exact size), where the exact size is the attained level "
-          "of the discrete test (<= alpha).\n\n" + markdown_table(rows) + "\n![QQ plot](qq.png)\n")
+    md = (
+        f"# Null calibration: {model_spec}\n\n{cfg.audits} null audits, K={cfg.k} canaries and "
+        f"M={cfg.m} counterfactuals each (words, length {cfg.length}), score `{cfg.score}`; one pool "
+        f"of {len(texts)} fresh draws scored once and cut into disjoint audits (see harness/calibrate.py"
+        " for why this is valid).\n\nA valid test rejects at rate <= alpha: the count should fall in "
+        "the 99% interval of Binomial(audits, exact size), where the exact size is the attained level "
+        "of the discrete test (<= alpha).\n\n" + markdown_table(rows) + "\n![QQ plot](qq.png)\n"
+    )
     (out / "calibration.md").write_text(md)
     return result

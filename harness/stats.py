@@ -269,9 +269,17 @@ def uniform_rank_sum_test(
         k=c.size,
         m=m,
         min_attainable_p=float((m + 1) ** -c.size),
-        assumptions=(EXCHANGEABILITY, "each canary has its own disjoint pool of M counterfactuals",
-                     SAME_PATH, TIES),
-        details={"canary_ranks": ranks, "pool_size": m, "expected_sum_under_h0": c.size * (m + 2) / 2},
+        assumptions=(
+            EXCHANGEABILITY,
+            "each canary has its own disjoint pool of M counterfactuals",
+            SAME_PATH,
+            TIES,
+        ),
+        details={
+            "canary_ranks": ranks,
+            "pool_size": m,
+            "expected_sum_under_h0": c.size * (m + 2) / 2,
+        },
     )
 
 
@@ -307,8 +315,12 @@ def rank_first_count_test(
         k=c.size,
         m=m,
         min_attainable_p=float((m + 1) ** -c.size),
-        assumptions=(EXCHANGEABILITY, "each canary has its own disjoint pool of M counterfactuals",
-                     SAME_PATH, TIES),
+        assumptions=(
+            EXCHANGEABILITY,
+            "each canary has its own disjoint pool of M counterfactuals",
+            SAME_PATH,
+            TIES,
+        ),
         details={"canary_ranks": ranks, "pool_size": m},
     )
 
@@ -319,7 +331,9 @@ def rank_first_count_test(
 PERMUTATION_EXACT_LIMIT = 2_000_000
 
 
-def set_mean_sets_test(member_scores: Sequence[float], counterfactual_scores: Sequence[float]) -> TestResult:
+def set_mean_sets_test(
+    member_scores: Sequence[float], counterfactual_scores: Sequence[float]
+) -> TestResult:
     """Mean score of the user's K items against M counterfactual sets of K (consecutive blocks).
 
     Under H0 the user's set and the M counterfactual sets are i.i.d. sets of K i.i.d. items, so
@@ -343,8 +357,13 @@ def set_mean_sets_test(member_scores: Sequence[float], counterfactual_scores: Se
         k=k,
         m=m,
         min_attainable_p=1 / (m + 1),
-        assumptions=(EXCHANGEABILITY.replace("canaries and counterfactuals", "marked and counterfactual sets"),
-                     SAME_PATH, TIES),
+        assumptions=(
+            EXCHANGEABILITY.replace(
+                "canaries and counterfactuals", "marked and counterfactual sets"
+            ),
+            SAME_PATH,
+            TIES,
+        ),
         details={"rank": rank, "counterfactual_set_means_mean": float(means.mean()), "sets": m},
     )
 
@@ -376,13 +395,17 @@ def set_mean_test(
     pooled = np.concatenate([c, z])
     n = pooled.size
     total = c.sum()
-    eps = 1e-12 * max(1.0, float(np.abs(pooled).sum()))  # float summation order must not help the claim
+    eps = 1e-12 * max(
+        1.0, float(np.abs(pooled).sum())
+    )  # float summation order must not help the claim
     subsets = math.comb(n, k)
     if subsets <= PERMUTATION_EXACT_LIMIT:
         sums = pooled[_subsets(n, k)].sum(axis=1)
         hits = int(np.count_nonzero(sums >= total - eps))
         p = hits / subsets
-        how = f"exact permutation test over all C({n},{k}) = {subsets} K-subsets of the pooled sample"
+        how = (
+            f"exact permutation test over all C({n},{k}) = {subsets} K-subsets of the pooled sample"
+        )
         min_p = 1 / subsets
         extra: dict[str, Any] = {}
     else:
@@ -434,8 +457,10 @@ def exposure_estimate(canary_score: float, counterfactual_scores: Sequence[float
         m=z.size,
         min_attainable_p=0.0,
         assumptions=("the counterfactual score distribution is skew-normal (a model, not a fact)",),
-        details={"skewnorm": {"a": float(a), "loc": float(loc), "scale": float(scale)},
-                 "exact_exposure_bits": exposure(rank_against(c, z), z.size)},
+        details={
+            "skewnorm": {"a": float(a), "loc": float(loc), "scale": float(scale)},
+            "exact_exposure_bits": exposure(rank_against(c, z), z.size),
+        },
     )
 
 
@@ -519,7 +544,11 @@ def mi_metrics(
         for key, v in d.items():
             boots[key].append(v)
     lo_q, hi_q = (1 - level) / 2, 1 - (1 - level) / 2
-    ci = {k: (float(np.quantile(v, lo_q)), float(np.quantile(v, hi_q))) for k, v in boots.items()} if n_bootstrap else {}
+    ci = (
+        {k: (float(np.quantile(v, lo_q)), float(np.quantile(v, hi_q))) for k, v in boots.items()}
+        if n_bootstrap
+        else {}
+    )
     return MIMetrics(
         auc=est["auc"],
         tpr_at_fpr={x: est[f"tpr_at_fpr<={x}"] for x in fprs},
@@ -577,14 +606,18 @@ def run_statistic(name: str, canary: np.ndarray, counterfactual: np.ndarray) -> 
     raise ValueError(f"unknown statistic {name!r}; known: {', '.join(STATISTICS)}")
 
 
-def check_primary(plan_score: str, plan_statistic: str, tests: Sequence[Any], where: str = "audit") -> None:
+def check_primary(
+    plan_score: str, plan_statistic: str, tests: Sequence[Any], where: str = "audit"
+) -> None:
     """Refuse an audit whose primary test is not the plan's (score, statistic).
 
     `tests` are NamedTest-like objects with `.score`, `.primary` and `.result.name`.
     """
     prim = [t for t in tests if t.primary]
     if len(prim) != 1:
-        raise PlanViolation(f"{where}: {len(prim)} primary tests, exactly 1 (the plan's) is required")
+        raise PlanViolation(
+            f"{where}: {len(prim)} primary tests, exactly 1 (the plan's) is required"
+        )
     t = prim[0]
     if t.score != plan_score or t.result.name != plan_statistic:
         raise PlanViolation(
@@ -592,4 +625,6 @@ def check_primary(plan_score: str, plan_statistic: str, tests: Sequence[Any], wh
             f"pre-registers {plan_statistic!r} on {plan_score!r}; other statistics may only be secondary"
         )
     if t.result.kind != "bound":
-        raise PlanViolation(f"{where}: the primary test must be an exact bound, got kind {t.result.kind!r}")
+        raise PlanViolation(
+            f"{where}: the primary test must be an exact bound, got kind {t.result.kind!r}"
+        )

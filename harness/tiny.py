@@ -34,7 +34,9 @@ def tiny_model(
     """Train (once) and return the directory of a tiny model; keyed by its settings and corpus."""
     docs = texts if texts is not None else stdlib_docstrings(corpus_bytes)
     key = hashlib.sha256(
-        json.dumps({"train": asdict(train), "vocab": vocab_size, "docs": docs}, sort_keys=True).encode()
+        json.dumps(
+            {"train": asdict(train), "vocab": vocab_size, "docs": docs}, sort_keys=True
+        ).encode()
     ).hexdigest()[:16]
     out = Path(cache_dir or default_cache()) / f"tiny-{key}"
     if (out / "config.json").exists() and (out / "tdp_training.json").exists():

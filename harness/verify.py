@@ -56,7 +56,10 @@ def check_plan(a: AuditResult) -> tuple[Verdict, str]:
         check_primary(a.canary_set.plan["score"], a.canary_set.plan["statistic"], a.tests)
     except (PlanViolation, KeyError) as e:
         return "FAIL", str(e)
-    return "ok", f"primary = {a.canary_set.plan['statistic']} on {a.canary_set.plan['score']} (the plan's)"
+    return (
+        "ok",
+        f"primary = {a.canary_set.plan['statistic']} on {a.canary_set.plan['score']} (the plan's)",
+    )
 
 
 def check_canary_file(a: AuditResult, cs: CanarySet | None, why_none: str) -> tuple[Verdict, str]:
@@ -81,7 +84,10 @@ def check_canary_file(a: AuditResult, cs: CanarySet | None, why_none: str) -> tu
 
 def check_seed(a: AuditResult) -> tuple[Verdict, str]:
     if a.seed_derivation != SEED_DERIVATION:
-        return "FAIL", f"seed not derived by the standard rule ({a.seed_derivation}); nobody can check it"
+        return (
+            "FAIL",
+            f"seed not derived by the standard rule ({a.seed_derivation}); nobody can check it",
+        )
     try:
         fp = Fingerprint.from_dict(a.model.fingerprint)
     except TypeError as e:
@@ -105,8 +111,15 @@ def check_model_name(a: AuditResult) -> tuple[Verdict, str]:
         name = str(Path(name).expanduser().resolve())
     elif not Path(name).expanduser().is_absolute() and fp_model.endswith("/" + str(Path(name))):
         name = fp_model  # a relative local path recorded elsewhere: the fingerprint holds its resolution
-    if name != fp_model or spec.backend != fp.get("backend") or spec.revision not in (None, fp.get("revision")):
-        return "FAIL", f"model spec {a.model.spec!r} does not name the fingerprinted model {fp.get('model')!r}"
+    if (
+        name != fp_model
+        or spec.backend != fp.get("backend")
+        or spec.revision not in (None, fp.get("revision"))
+    ):
+        return (
+            "FAIL",
+            f"model spec {a.model.spec!r} does not name the fingerprinted model {fp.get('model')!r}",
+        )
     return "ok", f"spec names the fingerprinted model ({fp.get('backend')}:{fp.get('model')})"
 
 
@@ -116,16 +129,26 @@ def check_counterfactuals(a: AuditResult) -> tuple[Verdict, str]:
         plan = a.canary_set.plan
         canaries = [i.text for i in a.items if i.role == "canary"]
         n = counterfactuals_needed(plan["statistic"], len(canaries), int(plan["counterfactuals"]))
-        redrawn = draw_canaries(spec, HashDRBG(bytes.fromhex(a.audit_seed), "counterfactuals"), n,
-                                exclude=canaries, id_prefix="cf-")
+        redrawn = draw_canaries(
+            spec,
+            HashDRBG(bytes.fromhex(a.audit_seed), "counterfactuals"),
+            n,
+            exclude=canaries,
+            id_prefix="cf-",
+        )
     except Exception as e:  # malformed spec/seed: a failed check, not a crash
         return "FAIL", f"cannot redraw counterfactuals: {e}"
     stored = [(i.id, i.text) for i in a.items if i.role == "counterfactual"]
     if stored != [(c.id, c.text) for c in redrawn]:
-        bad = sum(x != y for x, y in zip(stored, [(c.id, c.text) for c in redrawn]))
-        return "FAIL", (f"{len(stored)} stored counterfactuals vs {len(redrawn)} redrawn from the spec and "
-                        f"seed; {bad} differ")
-    return "ok", f"{len(redrawn)} counterfactuals redrawn from the committed spec and recorded seed, identical"
+        bad = sum(x != y for x, y in zip(stored, [(c.id, c.text) for c in redrawn], strict=False))
+        return "FAIL", (
+            f"{len(stored)} stored counterfactuals vs {len(redrawn)} redrawn from the spec and "
+            f"seed; {bad} differ"
+        )
+    return (
+        "ok",
+        f"{len(redrawn)} counterfactuals redrawn from the committed spec and recorded seed, identical",
+    )
 
 
 def check_statistics(a: AuditResult) -> tuple[Verdict, str]:
@@ -141,17 +164,23 @@ def check_statistics(a: AuditResult) -> tuple[Verdict, str]:
             continue
         for field in ("pvalue", "statistic", "min_attainable_p"):
             if not _close(getattr(r, field), getattr(t.result, field)):
-                problems.append(f"{t.score}/{t.result.name}: {field} stored {getattr(t.result, field)!r}, "
-                                f"recomputed {getattr(r, field)!r}")
+                problems.append(
+                    f"{t.score}/{t.result.name}: {field} stored {getattr(t.result, field)!r}, "
+                    f"recomputed {getattr(r, field)!r}"
+                )
         if (r.name, r.kind, r.k, r.m) != (t.result.name, t.result.kind, t.result.k, t.result.m):
-            problems.append(f"{t.score}: name/kind/K/M stored {(t.result.name, t.result.kind, t.result.k, t.result.m)}"
-                            f" recomputed {(r.name, r.kind, r.k, r.m)}")
+            problems.append(
+                f"{t.score}: name/kind/K/M stored {(t.result.name, t.result.kind, t.result.k, t.result.m)}"
+                f" recomputed {(r.name, r.kind, r.k, r.m)}"
+            )
     if problems:
         return "FAIL", "; ".join(problems)
     return "ok", f"{len(a.tests)} tests recomputed from the stored per-item scores"
 
 
-def check_rescore(a: AuditResult, n: int, model_spec: str | None, seed: int, atol: float) -> tuple[Verdict, str]:
+def check_rescore(
+    a: AuditResult, n: int, model_spec: str | None, seed: int, atol: float
+) -> tuple[Verdict, str]:
     from harness.backends import load_backend
     from harness.scoring import ScoringRequest, score_texts
 
@@ -159,7 +188,10 @@ def check_rescore(a: AuditResult, n: int, model_spec: str | None, seed: int, ato
     fp = backend.fingerprint()
     stored_fp = Fingerprint.from_dict(a.model.fingerprint)
     if fp.identity_digest() != stored_fp.identity_digest():
-        return "FAIL", "the model loaded for rescoring is not the fingerprinted one (identity digest differs)"
+        return (
+            "FAIL",
+            "the model loaded for rescoring is not the fingerprinted one (identity digest differs)",
+        )
     names = sorted({k for i in a.items for k in i.scores})
     reference = None
     if a.reference is not None and any(n_ == "ref_ratio" for n_ in names):
@@ -172,15 +204,26 @@ def check_rescore(a: AuditResult, n: int, model_spec: str | None, seed: int, ato
     plan_opts = a.canary_set.plan.get("score_options") or {}
     if plan_opts:
         options[a.canary_set.plan["score"]] = plan_opts
-    rows = score_texts([i.text for i in items], backend, ScoringRequest(tuple(names), options),
-                       bytes.fromhex(a.audit_seed), reference=reference)
+    rows = score_texts(
+        [i.text for i in items],
+        backend,
+        ScoringRequest(tuple(names), options),
+        bytes.fromhex(a.audit_seed),
+        reference=reference,
+    )
     worst = 0.0
     for item, row in zip(items, rows, strict=True):
         for k in names:
             worst = max(worst, abs(row[k] - item.scores[k]))
     if worst > atol:
-        return "FAIL", f"re-scored {len(items)} items: largest |difference| {worst:.3g} > tolerance {atol}"
-    return "ok", f"re-scored {len(items)} random items: largest |difference| {worst:.2g} <= tolerance {atol}"
+        return (
+            "FAIL",
+            f"re-scored {len(items)} items: largest |difference| {worst:.3g} > tolerance {atol}",
+        )
+    return (
+        "ok",
+        f"re-scored {len(items)} random items: largest |difference| {worst:.2g} <= tolerance {atol}",
+    )
 
 
 def verify_report(
@@ -198,17 +241,33 @@ def verify_report(
     if digest is None:
         checks.append(Check("report", "digest", "FAIL", "report carries no audit digest"))
     elif digest != recomputed:
-        checks.append(Check("report", "digest", "FAIL", "audit digest does not match the report's content"))
+        checks.append(
+            Check("report", "digest", "FAIL", "audit digest does not match the report's content")
+        )
     else:
-        checks.append(Check("report", "digest", "ok", "audit digest matches (catches careless edits only)"))
+        checks.append(
+            Check("report", "digest", "ok", "audit digest matches (catches careless edits only)")
+        )
     claims = [a for a in report.audits if a.role == "audit"]
     if len(claims) > 1:
         adj = iter(holm([a.primary.result.pvalue if _has_primary(a) else 1.0 for a in claims]))
         expect = [next(adj) if a.role == "audit" else float("nan") for a in report.audits]
-        ok = report.holm_adjusted is not None and len(report.holm_adjusted) == len(expect) and all(
-            _close(float(x), float(y)) for x, y in zip(report.holm_adjusted, expect, strict=True))
-        checks.append(Check("report", "holm", "ok" if ok else "FAIL",
-                            "Holm-adjusted p-values recomputed" if ok else "Holm-adjusted p-values differ"))
+        ok = (
+            report.holm_adjusted is not None
+            and len(report.holm_adjusted) == len(expect)
+            and all(
+                _close(float(x), float(y))
+                for x, y in zip(report.holm_adjusted, expect, strict=True)
+            )
+        )
+        checks.append(
+            Check(
+                "report",
+                "holm",
+                "ok" if ok else "FAIL",
+                "Holm-adjusted p-values recomputed" if ok else "Holm-adjusted p-values differ",
+            )
+        )
     elif report.holm_adjusted is not None:
         checks.append(Check("report", "holm", "FAIL", "Holm adjustment present for a single claim"))
     for a in report.audits:
@@ -218,7 +277,11 @@ def verify_report(
         try:
             cs = load_canary_set(path)
         except CanarySetError as e:
-            why = str(e) if canaries or path.exists() else f"canary file {path} not found (pass --canaries)"
+            why = (
+                str(e)
+                if canaries or path.exists()
+                else f"canary file {path} not found (pass --canaries)"
+            )
         for name, fn in (
             ("plan", lambda a=a: check_plan(a)),
             ("canary file", lambda a=a, cs=cs, why=why: check_canary_file(a, cs, why)),

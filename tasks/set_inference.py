@@ -42,10 +42,14 @@ def mark_documents(
     per-user: the set's single canary goes into every document. Returns (marked docs, offsets).
     """
     if mode == "per-document" and len(cs.canaries) != len(docs):
-        raise ValueError(f"per-document marking needs one canary per document: {len(cs.canaries)} "
-                         f"canaries for {len(docs)} documents")
+        raise ValueError(
+            f"per-document marking needs one canary per document: {len(cs.canaries)} "
+            f"canaries for {len(docs)} documents"
+        )
     if mode == "per-user" and len(cs.canaries) != 1:
-        raise ValueError(f"per-user marking needs a canary set of exactly 1 phrase, got {len(cs.canaries)}")
+        raise ValueError(
+            f"per-user marking needs a canary set of exactly 1 phrase, got {len(cs.canaries)}"
+        )
     if mode not in ("per-document", "per-user"):
         raise ValueError(f"mode must be 'per-document' or 'per-user', got {mode!r}")
     rng = HashDRBG(seed, "set-inference-marks")
@@ -65,17 +69,26 @@ def mark_documents(
 def run(ctx: AuditContext, config: SetInferenceConfig) -> AuditResult:
     plan = ctx.canary_set.plan
     if plan.statistic not in SET_STATISTICS:
-        raise ValueError(f"set-inference needs a set-level plan statistic {SET_STATISTICS}, "
-                         f"the committed plan names {plan.statistic!r}")
-    res = canary_rank.run(ctx, canary_rank.CanaryRankConfig(secondary=config.secondary, min_k=config.min_k))
-    return AuditResult(**{
-        **res.__dict__,
-        "title": f"set-inference ({config.mode}): {ctx.model_spec}",
-        "task": "set-inference",
-        "task_config": {**res.task_config, "mode": config.mode},
-        "notes": (*res.notes, f"{plan.counterfactuals} out-world users, each a fresh set of "
-                  f"{len(ctx.canary_set.canaries)} marks from the committed generator (never published)"),
-    })
+        raise ValueError(
+            f"set-inference needs a set-level plan statistic {SET_STATISTICS}, "
+            f"the committed plan names {plan.statistic!r}"
+        )
+    res = canary_rank.run(
+        ctx, canary_rank.CanaryRankConfig(secondary=config.secondary, min_k=config.min_k)
+    )
+    return AuditResult(
+        **{
+            **res.__dict__,
+            "title": f"set-inference ({config.mode}): {ctx.model_spec}",
+            "task": "set-inference",
+            "task_config": {**res.task_config, "mode": config.mode},
+            "notes": (
+                *res.notes,
+                f"{plan.counterfactuals} out-world users, each a fresh set of "
+                f"{len(ctx.canary_set.canaries)} marks from the committed generator (never published)",
+            ),
+        }
+    )
 
 
 TASK = Task(

@@ -39,7 +39,9 @@ def model(tmp_path_factory):
 
 
 def test_set_inference_audit_and_primary_enforcement(model, tmp_path):
-    cs, seed = new_canary_set(words_spec(5), 3, Plan(statistic="set-mean-sets", counterfactuals=9), b"u" * 32)
+    cs, seed = new_canary_set(
+        words_spec(5), 3, Plan(statistic="set-mean-sets", counterfactuals=9), b"u" * 32
+    )
     cfile = save_canary_set(cs, tmp_path / "user.json", seed)
     ctx = AuditContext(cs, str(cfile), HFBackend(str(model)), f"hf:{model}", progress=False)
     a = run_audit("set-inference", ctx)
@@ -50,19 +52,36 @@ def test_set_inference_audit_and_primary_enforcement(model, tmp_path):
 
     assert not [c for c in verify_report(report, cfile) if c.verdict == "FAIL"]
     # a report whose primary is another statistic is refused
-    other = NamedTest(a.primary.score, True, a.primary.result.__class__(**{**a.primary.result.__dict__,
-                                                                             "name": "set-mean"}))
-    forged = AuditResult(**{**a.__dict__, "tests": (other,) + tuple(t for t in a.tests if not t.primary)})
+    other = NamedTest(
+        a.primary.score,
+        True,
+        a.primary.result.__class__(**{**a.primary.result.__dict__, "name": "set-mean"}),
+    )
+    forged = AuditResult(
+        **{**a.__dict__, "tests": (other,) + tuple(t for t in a.tests if not t.primary)}
+    )
     with pytest.raises(PlanViolation, match="pre-registers 'set-mean-sets'"):
         make_report("bad", [forged])
-    bad_plan, s2 = new_canary_set(words_spec(5), 3, Plan(statistic="rank-sum", counterfactuals=9), b"w" * 32)
+    bad_plan, s2 = new_canary_set(
+        words_spec(5), 3, Plan(statistic="rank-sum", counterfactuals=9), b"w" * 32
+    )
     with pytest.raises(ValueError, match="set-level plan statistic"):
-        run_audit("set-inference", AuditContext(bad_plan, "x", ctx.backend, ctx.model_spec, progress=False))
+        run_audit(
+            "set-inference",
+            AuditContext(bad_plan, "x", ctx.backend, ctx.model_spec, progress=False),
+        )
 
 
 def test_simulate_cell_is_resumable(tmp_path, monkeypatch):
-    cfg = simulate.SimConfig(repeats=(2,), counts=(2,), lengths=(4,), counterfactuals=10, corpus_bytes=15_000,
-                             vocab_size=300, train=TrainConfig(n_layer=1, n_embd=32, n_head=2, epochs=1))
+    cfg = simulate.SimConfig(
+        repeats=(2,),
+        counts=(2,),
+        lengths=(4,),
+        counterfactuals=10,
+        corpus_bytes=15_000,
+        vocab_size=300,
+        train=TrainConfig(n_layer=1, n_embd=32, n_head=2, epochs=1),
+    )
     rows = simulate.run_power(cfg, tmp_path)
     assert rows[0]["key"] == "words-L4-K2-r2" and 0 < rows[0]["planted"]["loss"]["set_p"] <= 1
     assert (tmp_path / "power.png").exists() and (tmp_path / "power.md").exists()

@@ -49,7 +49,7 @@ def test_poisson_binomial_against_enumeration():
     probs = [0.1, 0.5, 0.25, 0.9]
     for n in range(6):
         brute = sum(
-            math.prod(p if b else 1 - p for p, b in zip(probs, bits))
+            math.prod(p if b else 1 - p for p, b in zip(probs, bits, strict=False))
             for bits in itertools.product([0, 1], repeat=4)
             if sum(bits) >= n
         )
@@ -131,7 +131,9 @@ def test_dispatch_and_counterfactuals_needed():
 
 
 def _nt(score, primary, name, kind="bound"):
-    return SimpleNamespace(score=score, primary=primary, result=SimpleNamespace(name=name, kind=kind))
+    return SimpleNamespace(
+        score=score, primary=primary, result=SimpleNamespace(name=name, kind=kind)
+    )
 
 
 def test_primary_must_be_the_plans():
@@ -141,4 +143,6 @@ def test_primary_must_be_the_plans():
     with pytest.raises(S.PlanViolation, match="pre-registers"):
         S.check_primary("loss", "rank-sum", [_nt("zlib", True, "rank-sum")])
     with pytest.raises(S.PlanViolation, match="2 primary"):
-        S.check_primary("loss", "rank-sum", [_nt("loss", True, "rank-sum"), _nt("zlib", True, "rank-sum")])
+        S.check_primary(
+            "loss", "rank-sum", [_nt("loss", True, "rank-sum"), _nt("zlib", True, "rank-sum")]
+        )

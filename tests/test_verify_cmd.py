@@ -31,7 +31,9 @@ def real_report(tmp_path_factory):
     cs, seed = new_canary_set(words_spec(6), 4, Plan(counterfactuals=30, alpha=0.05), b"v" * 32)
     cfile = save_canary_set(cs, root / "canaries.json", seed)
     backend = HFBackend(str(model))
-    audit = run_audit("canary-rank", AuditContext(cs, str(cfile), backend, f"hf:{model}", progress=False))
+    audit = run_audit(
+        "canary-rank", AuditContext(cs, str(cfile), backend, f"hf:{model}", progress=False)
+    )
     report = make_report("verify test", [audit])
     write_report(report, root / "report")
     return root, cfile, json.loads((root / "report" / "report.json").read_text())
@@ -61,31 +63,72 @@ def _items(d, role):
 
 
 TAMPERS = {
-    "primary p-value": (lambda d: d["audits"][0]["tests"][0]["result"].update(pvalue=1e-9), "statistics"),
-    "secondary p-value": (lambda d: d["audits"][0]["tests"][1]["result"].update(pvalue=0.5), "statistics"),
-    "statistic value": (lambda d: d["audits"][0]["tests"][0]["result"].update(statistic=11.0), "statistics"),
+    "primary p-value": (
+        lambda d: d["audits"][0]["tests"][0]["result"].update(pvalue=1e-9),
+        "statistics",
+    ),
+    "secondary p-value": (
+        lambda d: d["audits"][0]["tests"][1]["result"].update(pvalue=0.5),
+        "statistics",
+    ),
+    "statistic value": (
+        lambda d: d["audits"][0]["tests"][0]["result"].update(statistic=11.0),
+        "statistics",
+    ),
     "a canary score": (lambda d: _items(d, "canary")[0]["scores"].update(loss=0.0), "statistics"),
-    "a counterfactual score": (lambda d: _items(d, "counterfactual")[3]["scores"].update(loss=99.0), "statistics"),
+    "a counterfactual score": (
+        lambda d: _items(d, "counterfactual")[3]["scores"].update(loss=99.0),
+        "statistics",
+    ),
     # an edit that changes no rank leaves every statistic intact: only re-scoring catches it
-    "a score, ranks unchanged": (lambda d: _items(d, "counterfactual")[3]["scores"].update(loss=-99.0), "rescore"),
+    "a score, ranks unchanged": (
+        lambda d: _items(d, "counterfactual")[3]["scores"].update(loss=-99.0),
+        "rescore",
+    ),
     "model name": (lambda d: d["audits"][0]["model"].update(spec="hf:gpt2"), "model name"),
     "fingerprint model + spec": (
-        lambda d: (d["audits"][0]["model"].update(spec="hf:/elsewhere/model"),
-                   d["audits"][0]["model"]["fingerprint"].update(model="/elsewhere/model",
-                                                                 weights_sha256=None)),
-        "audit seed"),
-    "weights hash": (lambda d: d["audits"][0]["model"]["fingerprint"].update(weights_sha256="0" * 64), "audit seed"),
+        lambda d: (
+            d["audits"][0]["model"].update(spec="hf:/elsewhere/model"),
+            d["audits"][0]["model"]["fingerprint"].update(
+                model="/elsewhere/model", weights_sha256=None
+            ),
+        ),
+        "audit seed",
+    ),
+    "weights hash": (
+        lambda d: d["audits"][0]["model"]["fingerprint"].update(weights_sha256="0" * 64),
+        "audit seed",
+    ),
     "audit seed": (lambda d: d["audits"][0].update(audit_seed="ab" * 32), "audit seed"),
-    "commitment": (lambda d: d["audits"][0]["canary_set"].update(commitment="f" * 64), "canary file"),
-    "canary text": (lambda d: _items(d, "canary")[1].update(text="a wholly different canary"), "canary file"),
-    "counterfactual text": (lambda d: _items(d, "counterfactual")[0].update(text="cherry picked"),
-                            "counterfactuals"),
+    "commitment": (
+        lambda d: d["audits"][0]["canary_set"].update(commitment="f" * 64),
+        "canary file",
+    ),
+    "canary text": (
+        lambda d: _items(d, "canary")[1].update(text="a wholly different canary"),
+        "canary file",
+    ),
+    "counterfactual text": (
+        lambda d: _items(d, "counterfactual")[0].update(text="cherry picked"),
+        "counterfactuals",
+    ),
     "dropped counterfactual": (lambda d: d["audits"][0]["items"].pop(), "counterfactuals"),
-    "plan statistic": (lambda d: d["audits"][0]["canary_set"]["plan"].update(statistic="set-mean"), "plan"),
+    "plan statistic": (
+        lambda d: d["audits"][0]["canary_set"]["plan"].update(statistic="set-mean"),
+        "plan",
+    ),
     "plan alpha": (lambda d: d["audits"][0]["canary_set"]["plan"].update(alpha=0.5), "canary file"),
-    "primary swapped": (lambda d: (d["audits"][0]["tests"][0].update(primary=False),
-                                   d["audits"][0]["tests"][1].update(primary=True)), "plan"),
-    "seed derivation text": (lambda d: d["audits"][0].update(seed_derivation="chosen by me"), "audit seed"),
+    "primary swapped": (
+        lambda d: (
+            d["audits"][0]["tests"][0].update(primary=False),
+            d["audits"][0]["tests"][1].update(primary=True),
+        ),
+        "plan",
+    ),
+    "seed derivation text": (
+        lambda d: d["audits"][0].update(seed_derivation="chosen by me"),
+        "audit seed",
+    ),
 }
 
 

@@ -13,12 +13,19 @@ from harness.cli.errors import user_errors
 @click.option("--model", help="Model spec (default: a tiny model trained once into the cache).")
 @click.option("--audits", type=int, default=1000, show_default=True)
 @click.option("--k", "k", type=int, default=4, show_default=True, help="Canaries per audit.")
-@click.option("--m", "m", type=int, default=20, show_default=True, help="Counterfactuals per audit.")
+@click.option(
+    "--m", "m", type=int, default=20, show_default=True, help="Counterfactuals per audit."
+)
 @click.option("--length", type=int, default=10, show_default=True, help="Words per canary.")
 @click.option("--score", default="loss", show_default=True)
 @click.option("--seed", help="Hex pool seed (default: fresh randomness, recorded).")
-@click.option("--out", "-o", type=click.Path(file_okay=False, path_type=Path), default=Path("results/calibrate"),
-              show_default=True)
+@click.option(
+    "--out",
+    "-o",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("results/calibrate"),
+    show_default=True,
+)
 @user_errors
 def calibrate_cmd(model, audits, k, m, length, score, seed, out) -> None:
     """Run null audits and write calibration.{json,md} and qq.png to OUT."""
