@@ -1,6 +1,7 @@
 """Null calibration at scale: >= 10,000 null audits with scores from a real tiny model.
 
-Usage: nice -n 10 .venv/bin/python bench/calibrate_null.py [--audits 10000] [--out results/calibrate-10k]
+Usage:
+  nice -n 10 .venv/bin/python bench/calibrate_null.py [--audits 10000] [--out results/calibrate-10k]
 Prints the rejection-rate table; exit 1 if any rate at alpha 0.01 / 0.05 falls outside the 99%
 binomial interval of its test's exact size.
 """

@@ -52,7 +52,7 @@ def clopper_pearson(x: int, n: int, level: float = 0.95) -> tuple[float, float]:
 
 
 def exact_size(statistic: str, alpha: float, k: int, m: int) -> float:
-    """P_H0(p <= alpha) for continuous scores: the attained level of the discrete test (<= alpha)."""
+    """P_H0(p <= alpha) for continuous scores: the attained level of the discrete test."""
     if statistic == "rank":
         return math.floor(alpha * (m + 1)) / (m + 1)
     if statistic == "set-mean-sets":

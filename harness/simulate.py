@@ -2,7 +2,8 @@
 
 Each cell (kind, length, count, repeat) draws its own canary set, injects it r times into the
 stdlib-docstring corpus, trains a model from scratch with accelerate (on the CPU here; the
-same code uses a CUDA device when one is visible, untested in this project), and audits it twice: against the planted set (power) and against a
+same code uses a CUDA device when one is visible, untested in this project),
+and audits it twice: against the planted set (power) and against a
 never-planted set from the same generator (null: empirical false positives). Results are kept
 per cell in `out/cells/<key>.json`; a finished cell is never retrained (resumable).
 

@@ -1,4 +1,4 @@
-"""set-inference task, the plan's primary test enforced in reports, and resumable `tdp simulate` cells."""
+"""set-inference task, the plan's primary test enforced, resumable `tdp simulate` cells."""
 
 from __future__ import annotations
 

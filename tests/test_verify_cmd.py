@@ -1,4 +1,4 @@
-"""`tdp verify` on a real report from a tiny trained model: clean passes, every single-field edit fails.
+"""`tdp verify` on a real report from a tiny trained model: clean passes, each field edit fails.
 
 Each tamper also recomputes the audit digest, as a forger would: the edit must still be caught
 by a check that follows from the data (seed derivation, redrawn counterfactuals, recomputed

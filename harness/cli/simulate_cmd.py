@@ -1,4 +1,4 @@
-"""`tdp simulate`: power analysis (train tiny models with canaries planted r times) and set inference."""
+"""`tdp simulate`: power analysis (tiny models with canaries planted r times), set inference."""
 
 from __future__ import annotations
 
@@ -47,6 +47,13 @@ def _ints(text: str) -> tuple[int, ...]:
     default="per-document",
     show_default=True,
 )
+@click.option(
+    "--repeat",
+    type=int,
+    default=1,
+    show_default=True,
+    help="set-inference: copies of each marked document in training.",
+)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option(
     "--out",
@@ -71,6 +78,7 @@ def simulate_cmd(
     users_out,
     k,
     mark,
+    repeat,
     seed,
     out,
     progress,
@@ -94,6 +102,7 @@ def simulate_cmd(
                 users_out=users_out,
                 k=k,
                 mode=mark,
+                repeat=repeat,
                 alpha=alpha,
                 corpus_bytes=corpus_bytes,
                 seed=seed,

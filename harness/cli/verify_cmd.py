@@ -1,4 +1,4 @@
-"""`tdp verify`: recompute a report's statistics, seed and counterfactuals; exit 1 on any mismatch."""
+"""`tdp verify`: recompute a report's statistics, seed and counterfactuals; exit 1 on mismatch."""
 
 from __future__ import annotations
 
