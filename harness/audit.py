@@ -14,7 +14,7 @@ from harness.cache import ScoreCache
 from harness.provenance import now, provenance
 from harness.registry import TaskError, get_task
 from harness.results import AuditResult, CanarySetInfo, ModelInfo, Report
-from harness.stats import holm
+from harness.stats import check_primary, holm
 
 SEED_LABEL = "tdp-audit-seed-v1"
 SEED_DERIVATION = (
@@ -106,6 +106,8 @@ def run_audit(
 
 def make_report(title: str, audits: list[AuditResult], notes: list[str] | None = None) -> Report:
     """Bundle audits with provenance; Holm-adjust when several audits are claims."""
+    for a in audits:  # the pre-registered primary test, or no report
+        check_primary(a.canary_set.plan["score"], a.canary_set.plan["statistic"], a.tests, f"audit {a.title!r}")
     claims = [a for a in audits if a.role == "audit"]
     adjusted = None
     if len(claims) > 1:
@@ -118,7 +120,24 @@ def make_report(title: str, audits: list[AuditResult], notes: list[str] | None =
         audits=tuple(audits),
         holm_adjusted=adjusted,
         notes=tuple(notes or ()),
+        extra={"audit_digest": audit_digest(audits, adjusted)},
     )
+
+
+def audit_digest(audits: list[AuditResult] | tuple[AuditResult, ...], holm_adjusted: Any) -> str:
+    """sha256 of the canonical JSON of the audits' content (integrity seal; see `tdp verify`).
+
+    Anyone who edits a report can recompute this, so it only catches careless edits; the
+    checks that follow from the data (seed derivation, regenerated counterfactuals,
+    recomputed statistics, rescoring) are what an editor cannot fake.
+    """
+    import hashlib
+    import json
+
+    payload = {"audits": [a.to_dict() for a in audits],
+               "holm_adjusted": list(holm_adjusted) if holm_adjusted is not None else None}
+    blob = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(blob.encode()).hexdigest()
 
 
 def audit_from_paths(

@@ -6,6 +6,7 @@ so a reported bound stays valid when scores tie (see shared STATISTICS.md).
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -209,13 +210,421 @@ def holm(pvalues: Sequence[float]) -> list[float]:
     return adj.tolist()
 
 
-#: statistic name -> test applied to (canary scores, counterfactual scores)
+# --- K canaries, separate counterfactual pools ------------------------------------------------
+
+
+def split_pools(counterfactual_scores: np.ndarray, k: int) -> list[np.ndarray]:
+    """Cut the counterfactuals into K consecutive, equal pools (pool i belongs to canary i).
+
+    The pool of an item is fixed by its draw order, which is independent of the scores, so the
+    split keeps every canary exchangeable with its own pool.
+    """
+    if counterfactual_scores.size < k or counterfactual_scores.size % k:
+        raise ValueError(
+            f"separate pools need a multiple of K={k} counterfactuals (M per canary), "
+            f"got {counterfactual_scores.size}"
+        )
+    return list(counterfactual_scores.reshape(k, -1))
+
+
+def uniform_sum_cdf(t: int, sizes: Sequence[int]) -> float:
+    """P(R_1 + ... + R_K <= t) for independent R_i uniform on {1..n_i}, by convolution.
+
+    Probabilities are convolved in float64 (all terms positive, relative error below
+    1e-13 for any K*n this harness uses) and rounded up by 1e-9 relative to stay conservative.
+    """
+    lo = len(sizes)
+    if t < lo:
+        return 0.0
+    if t >= sum(sizes):
+        return 1.0
+    pmf = np.ones(1)  # distribution of sum - (number of terms so far), truncated at t - K
+    cap = t - lo + 1
+    for n in sizes:
+        pmf = np.convolve(pmf, np.full(n, 1.0 / n))[:cap]
+    return min(1.0, float(pmf.sum()) * (1 + 1e-9))
+
+
+def uniform_rank_sum_test(
+    canary_scores: Sequence[float], counterfactual_scores: Sequence[float]
+) -> TestResult:
+    """K canaries, each ranked in its own pool of M counterfactuals; statistic = sum of ranks.
+
+    Under H0 rank_i is uniform on {1..M+1} (stochastically larger with ties) and the K ranks are
+    independent (disjoint pools), so P(sum <= t) is the exact convolution tail.
+    """
+    c = _iv_scores("canary_scores", canary_scores)
+    z = _iv_scores("counterfactual_scores", counterfactual_scores)
+    pools = split_pools(z, c.size)
+    ranks = [rank_against(float(ci), pi) for ci, pi in zip(c, pools, strict=True)]
+    m = pools[0].size
+    t = int(sum(ranks))
+    sizes = [m + 1] * c.size
+    return TestResult(
+        name="uniform-rank-sum",
+        statistic=float(t),
+        pvalue=uniform_sum_cdf(t, sizes),
+        kind="bound",
+        method="exact tail of a sum of independent discrete-uniform ranks (convolution)",
+        k=c.size,
+        m=m,
+        min_attainable_p=float((m + 1) ** -c.size),
+        assumptions=(
+            EXCHANGEABILITY,
+            "each canary has its own disjoint pool of M counterfactuals",
+            SAME_PATH,
+            TIES,
+        ),
+        details={
+            "canary_ranks": ranks,
+            "pool_size": m,
+            "expected_sum_under_h0": c.size * (m + 2) / 2,
+        },
+    )
+
+
+def poisson_binomial_sf(n: int, probs: Sequence[float]) -> float:
+    """P(sum of independent Bernoulli(p_i) >= n), exactly by dynamic programming."""
+    dist = np.zeros(len(probs) + 1)
+    dist[0] = 1.0
+    for q in probs:
+        dist[1:] = dist[1:] * (1 - q) + dist[:-1] * q
+        dist[0] *= 1 - q
+    return min(1.0, float(dist[n:].sum()) * (1 + 1e-9))
+
+
+def rank_first_count_test(
+    canary_scores: Sequence[float], counterfactual_scores: Sequence[float]
+) -> TestResult:
+    """Number of canaries ranked first in their own pool; under H0 at most Binomial(K, 1/(M+1))."""
+    from scipy.stats import binom
+
+    c = _iv_scores("canary_scores", canary_scores)
+    z = _iv_scores("counterfactual_scores", counterfactual_scores)
+    pools = split_pools(z, c.size)
+    ranks = [rank_against(float(ci), pi) for ci, pi in zip(c, pools, strict=True)]
+    m = pools[0].size
+    firsts = sum(r == 1 for r in ranks)
+    p = float(binom.sf(firsts - 1, c.size, 1 / (m + 1))) if firsts > 0 else 1.0
+    return TestResult(
+        name="rank-first-count",
+        statistic=float(firsts),
+        pvalue=min(1.0, p),
+        kind="bound",
+        method="exact binomial tail, #canaries ranked first ~ Binomial(K, 1/(M+1)) under H0",
+        k=c.size,
+        m=m,
+        min_attainable_p=float((m + 1) ** -c.size),
+        assumptions=(
+            EXCHANGEABILITY,
+            "each canary has its own disjoint pool of M counterfactuals",
+            SAME_PATH,
+            TIES,
+        ),
+        details={"canary_ranks": ranks, "pool_size": m},
+    )
+
+
+# --- set-level mean test (MembershipTracker) ---------------------------------------------------
+
+#: largest number of K-subsets enumerated exactly by the permutation set-mean test
+PERMUTATION_EXACT_LIMIT = 2_000_000
+
+
+def set_mean_sets_test(
+    member_scores: Sequence[float], counterfactual_scores: Sequence[float]
+) -> TestResult:
+    """Mean score of the user's K items against M counterfactual sets of K (consecutive blocks).
+
+    Under H0 the user's set and the M counterfactual sets are i.i.d. sets of K i.i.d. items, so
+    their means are exchangeable: p = (1 + #{j : mean_j >= mean_user}) / (M + 1) is exact.
+    """
+    c = _iv_scores("member_scores", member_scores)
+    z = _iv_scores("counterfactual_scores", counterfactual_scores)
+    k = c.size
+    if z.size < k or z.size % k:
+        raise ValueError(f"set-mean-sets needs M*K counterfactual items (K={k}), got {z.size}")
+    means = z.reshape(-1, k).mean(axis=1)
+    obs = float(c.mean())
+    rank = rank_against(obs, means)
+    m = means.size
+    return TestResult(
+        name="set-mean-sets",
+        statistic=obs,
+        pvalue=rank / (m + 1),
+        kind="bound",
+        method="exact rank of the set's mean among M counterfactual set means, p = rank/(M+1)",
+        k=k,
+        m=m,
+        min_attainable_p=1 / (m + 1),
+        assumptions=(
+            EXCHANGEABILITY.replace(
+                "canaries and counterfactuals", "marked and counterfactual sets"
+            ),
+            SAME_PATH,
+            TIES,
+        ),
+        details={"rank": rank, "counterfactual_set_means_mean": float(means.mean()), "sets": m},
+    )
+
+
+@functools.lru_cache(maxsize=8)
+def _subsets(n: int, k: int) -> np.ndarray:
+    """All K-subsets of range(n) as a (C(n,k), k) index array (cached: calibration reuses it)."""
+    from itertools import combinations
+
+    idx = np.fromiter((i for comb in combinations(range(n), k) for i in comb), dtype=np.int64)
+    return idx.reshape(-1, k)
+
+
+def set_mean_test(
+    member_scores: Sequence[float],
+    counterfactual_scores: Sequence[float],
+    n_resamples: int = 100_000,
+    seed: int = 0,
+) -> TestResult:
+    """Permutation test of the mean of K items over the pooled K+M sample.
+
+    p = #{K-subsets S : mean(S) >= mean(canaries)} / C(K+M, K), enumerated exactly when
+    C(K+M, K) <= PERMUTATION_EXACT_LIMIT, else the Monte-Carlo p-value (1 + hits)/(B + 1),
+    which is itself valid. Ties count against the claim (>=).
+    """
+    c = _iv_scores("member_scores", member_scores)
+    z = _iv_scores("counterfactual_scores", counterfactual_scores)
+    k, m = c.size, z.size
+    pooled = np.concatenate([c, z])
+    n = pooled.size
+    total = c.sum()
+    eps = 1e-12 * max(
+        1.0, float(np.abs(pooled).sum())
+    )  # float summation order must not help the claim
+    subsets = math.comb(n, k)
+    if subsets <= PERMUTATION_EXACT_LIMIT:
+        sums = pooled[_subsets(n, k)].sum(axis=1)
+        hits = int(np.count_nonzero(sums >= total - eps))
+        p = hits / subsets
+        how = (
+            f"exact permutation test over all C({n},{k}) = {subsets} K-subsets of the pooled sample"
+        )
+        min_p = 1 / subsets
+        extra: dict[str, Any] = {}
+    else:
+        rng = np.random.default_rng(seed)
+        hits = 0
+        for start in range(0, n_resamples, 1000):
+            b = min(1000, n_resamples - start)
+            keys = rng.random((b, n))
+            pick = np.argpartition(keys, k - 1, axis=1)[:, :k]
+            hits += int(np.count_nonzero(pooled[pick].sum(axis=1) >= total - eps))
+        p = (1 + hits) / (n_resamples + 1)
+        how = f"Monte-Carlo permutation p-value, (1 + #{{mean_b >= mean}})/(B+1), B={n_resamples}"
+        min_p = 1 / (n_resamples + 1)
+        extra = {"n_resamples": n_resamples, "seed": seed}
+    return TestResult(
+        name="set-mean",
+        statistic=float(c.mean()),
+        pvalue=float(min(1.0, p)),
+        kind="bound",
+        method=how,
+        k=k,
+        m=m,
+        min_attainable_p=float(min_p),
+        assumptions=(EXCHANGEABILITY, SAME_PATH, TIES),
+        details={"counterfactual_mean": float(z.mean()), **extra},
+    )
+
+
+# --- exposure estimate ------------------------------------------------------------------------
+
+
+def exposure_estimate(canary_score: float, counterfactual_scores: Sequence[float]) -> TestResult:
+    """Extrapolated exposure: fit a skew-normal to the counterfactual scores and report
+    -log2 P_fit(S >= s(c)). An estimate (the fit is a model), never a bound."""
+    from scipy.stats import skewnorm
+
+    z = _iv_scores("counterfactual_scores", counterfactual_scores, min_len=3)
+    c = float(_iv_scores("canary_score", [canary_score])[0])
+    a, loc, scale = skewnorm.fit(z)
+    tail = float(skewnorm.logsf(c, a, loc, scale))
+    bits = -tail / math.log(2)
+    return TestResult(
+        name="exposure-estimate",
+        statistic=bits,
+        pvalue=float(math.exp(tail)),
+        kind="estimate",
+        method="skew-normal fit to the counterfactual scores; exposure = -log2 P_fit(S >= s(c))",
+        k=1,
+        m=z.size,
+        min_attainable_p=0.0,
+        assumptions=("the counterfactual score distribution is skew-normal (a model, not a fact)",),
+        details={
+            "skewnorm": {"a": float(a), "loc": float(loc), "scale": float(scale)},
+            "exact_exposure_bits": exposure(rank_against(c, z), z.size),
+        },
+    )
+
+
+# --- MI metrics on labelled sets (evidence, not bounds) ----------------------------------------
+
+
+@dataclass(frozen=True)
+class MIMetrics:
+    """ROC metrics of a score on labelled member/non-member sets; all are estimates.
+
+    Rule: predict "member" when score >= threshold. `tpr_at_fpr[x]` is the largest TPR over
+    thresholds whose FPR <= x (inequality inclusive). `fpr_at_full_tpr` is the FPR at the
+    largest threshold that still flags every member (threshold = min member score).
+    """
+
+    auc: float
+    tpr_at_fpr: dict[float, float]
+    fpr_at_full_tpr: float
+    n_members: int
+    n_nonmembers: int
+    ci: dict[str, tuple[float, float]]
+    ci_level: float
+    kind: Kind = "estimate"
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["tpr_at_fpr"] = {str(k): v for k, v in self.tpr_at_fpr.items()}
+        d["ci"] = {k: list(v) for k, v in self.ci.items()}
+        return d
+
+
+def roc_auc(members: np.ndarray, nonmembers: np.ndarray) -> float:
+    """P(s(member) > s(non-member)) + 0.5 P(tie): the Mann-Whitney form of the ROC AUC."""
+    allv = np.concatenate([members, nonmembers])
+    from scipy.stats import rankdata
+
+    r = rankdata(allv)[: members.size]
+    u = r.sum() - members.size * (members.size + 1) / 2
+    return float(u / (members.size * nonmembers.size))
+
+
+def tpr_at_fpr(members: np.ndarray, nonmembers: np.ndarray, max_fpr: float) -> float:
+    """Largest TPR over thresholds tau (member iff score >= tau) with FPR(tau) <= max_fpr."""
+    thresholds = np.unique(np.concatenate([members, nonmembers, [np.inf]]))
+    nm = np.sort(nonmembers)
+    mm = np.sort(members)
+    fpr = (nm.size - np.searchsorted(nm, thresholds, side="left")) / nm.size
+    tpr = (mm.size - np.searchsorted(mm, thresholds, side="left")) / mm.size
+    ok = fpr <= max_fpr + 1e-15
+    return float(tpr[ok].max())
+
+
+def fpr_at_full_tpr(members: np.ndarray, nonmembers: np.ndarray) -> float:
+    """FPR at the threshold min(member scores): the fraction of non-members scoring >= it."""
+    return float(np.count_nonzero(nonmembers >= members.min()) / nonmembers.size)
+
+
+def mi_metrics(
+    member_scores: Sequence[float],
+    nonmember_scores: Sequence[float],
+    fprs: Sequence[float] = (0.001, 0.01, 0.1),
+    n_bootstrap: int = 1000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> MIMetrics:
+    """AUC, TPR at FPR <= x, FPR at 100% TPR, with stratified percentile-bootstrap CIs."""
+    m = _iv_scores("member_scores", member_scores)
+    n = _iv_scores("nonmember_scores", nonmember_scores)
+
+    def point(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
+        d = {"auc": roc_auc(a, b), "fpr_at_full_tpr": fpr_at_full_tpr(a, b)}
+        for x in fprs:
+            d[f"tpr_at_fpr<={x}"] = tpr_at_fpr(a, b, x)
+        return d
+
+    est = point(m, n)
+    rng = np.random.default_rng(seed)
+    boots: dict[str, list[float]] = {k: [] for k in est}
+    for _ in range(n_bootstrap):
+        d = point(m[rng.integers(0, m.size, m.size)], n[rng.integers(0, n.size, n.size)])
+        for key, v in d.items():
+            boots[key].append(v)
+    lo_q, hi_q = (1 - level) / 2, 1 - (1 - level) / 2
+    ci = (
+        {k: (float(np.quantile(v, lo_q)), float(np.quantile(v, hi_q))) for k, v in boots.items()}
+        if n_bootstrap
+        else {}
+    )
+    return MIMetrics(
+        auc=est["auc"],
+        tpr_at_fpr={x: est[f"tpr_at_fpr<={x}"] for x in fprs},
+        fpr_at_full_tpr=est["fpr_at_full_tpr"],
+        n_members=m.size,
+        n_nonmembers=n.size,
+        ci=ci,
+        ci_level=level,
+    )
+
+
+# --- dispatch by the plan's statistic name -----------------------------------------------------
+
+#: statistics a plan may name; the value says how many counterfactual items they need per M
+STATISTICS: dict[str, str] = {
+    "rank": "single canary vs M counterfactuals",
+    "rank-sum": "K canaries vs one shared pool of M counterfactuals",
+    "uniform-rank-sum": "K canaries, each vs its own pool of M counterfactuals (K*M items)",
+    "rank-first-count": "K canaries, each vs its own pool of M (K*M items); count ranked first",
+    "set-mean": "mean of K canaries, exact/MC permutation over the pooled K+M sample",
+    "set-mean-sets": "mean of K canaries vs M counterfactual sets of K (K*M items)",
+}
+PER_CANARY_POOLS = ("uniform-rank-sum", "rank-first-count", "set-mean-sets")
+
+
+class PlanViolation(ValueError):
+    """A report or audit uses a primary test other than the pre-registered one."""
+
+
+def counterfactuals_needed(statistic: str, k: int, m: int) -> int:
+    """Number of counterfactual items a statistic needs for K canaries and the plan's M."""
+    if statistic not in STATISTICS:
+        raise ValueError(f"unknown statistic {statistic!r}; known: {', '.join(STATISTICS)}")
+    return k * m if statistic in PER_CANARY_POOLS else m
+
+
 def run_statistic(name: str, canary: np.ndarray, counterfactual: np.ndarray) -> TestResult:
-    """Dispatch a plan's statistic by name."""
+    """Dispatch a plan's statistic by name (see STATISTICS)."""
+    canary = np.asarray(canary, dtype=np.float64)
+    counterfactual = np.asarray(counterfactual, dtype=np.float64)
     if name == "rank-sum":
         return rank_sum_test(canary, counterfactual)
     if name == "rank":
         if len(canary) != 1:
             raise ValueError("statistic 'rank' is for a single canary; use 'rank-sum' for K > 1")
         return rank_test(float(canary[0]), counterfactual)
-    raise ValueError(f"unknown statistic {name!r}; known: 'rank-sum', 'rank'")
+    if name == "uniform-rank-sum":
+        return uniform_rank_sum_test(canary, counterfactual)
+    if name == "rank-first-count":
+        return rank_first_count_test(canary, counterfactual)
+    if name == "set-mean":
+        return set_mean_test(canary, counterfactual)
+    if name == "set-mean-sets":
+        return set_mean_sets_test(canary, counterfactual)
+    raise ValueError(f"unknown statistic {name!r}; known: {', '.join(STATISTICS)}")
+
+
+def check_primary(
+    plan_score: str, plan_statistic: str, tests: Sequence[Any], where: str = "audit"
+) -> None:
+    """Refuse an audit whose primary test is not the plan's (score, statistic).
+
+    `tests` are NamedTest-like objects with `.score`, `.primary` and `.result.name`.
+    """
+    prim = [t for t in tests if t.primary]
+    if len(prim) != 1:
+        raise PlanViolation(
+            f"{where}: {len(prim)} primary tests, exactly 1 (the plan's) is required"
+        )
+    t = prim[0]
+    if t.score != plan_score or t.result.name != plan_statistic:
+        raise PlanViolation(
+            f"{where}: primary test is {t.result.name!r} on score {t.score!r}, but the committed plan "
+            f"pre-registers {plan_statistic!r} on {plan_score!r}; other statistics may only be secondary"
+        )
+    if t.result.kind != "bound":
+        raise PlanViolation(
+            f"{where}: the primary test must be an exact bound, got kind {t.result.kind!r}"
+        )

@@ -17,7 +17,7 @@ from harness.registry import Task
 from harness.results import AuditResult, ItemScores, NamedTest
 from harness.scores import SCORES
 from harness.scoring import ScoringRequest, score_texts
-from harness.stats import run_statistic
+from harness.stats import counterfactuals_needed, run_statistic
 
 DEFAULT_SECONDARY = ("loss", "zlib", "min_k", "ref_ratio")
 
@@ -31,12 +31,15 @@ class CanaryRankConfig:
 
 
 def counterfactuals_for(ctx: AuditContext, seed: bytes) -> list[tuple[str, str]]:
-    """(id, text) of the plan's M counterfactuals, distinct from each other and the canaries."""
+    """(id, text) of the plan's counterfactuals, distinct from each other and the canaries.
+
+    Statistics with one pool (or set) per canary draw K*M items; pool i is the i-th block of M.
+    """
     cs = ctx.canary_set
     drawn = draw_canaries(
         cs.spec,
         HashDRBG(seed, "counterfactuals"),
-        cs.plan.counterfactuals,
+        counterfactuals_needed(cs.plan.statistic, len(cs.canaries), cs.plan.counterfactuals),
         exclude=cs.texts(),
         id_prefix="cf-",
         progress=ctx.progress,

@@ -17,6 +17,9 @@ COMMAND_MODULES = (
     "harness.cli.tasks_cmd",
     "harness.cli.serve_cmd",
     "harness.cli.survival_cmd",
+    "harness.cli.verify_cmd",
+    "harness.cli.calibrate_cmd",
+    "harness.cli.simulate_cmd",
 )
 
 

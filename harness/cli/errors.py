@@ -17,6 +17,7 @@ from harness.cache import CacheError
 from harness.registry import TaskError
 from harness.results import ReportError
 from harness.scores import ScoreError
+from harness.stats import PlanViolation
 
 USER_ERRORS: tuple[type[Exception], ...] = (
     CanarySetError,
@@ -29,6 +30,7 @@ USER_ERRORS: tuple[type[Exception], ...] = (
     TaskError,
     ReportError,
     ScoreError,
+    PlanViolation,
     FileNotFoundError,
 )
 F = TypeVar("F", bound=Callable[..., Any])
