@@ -104,10 +104,26 @@ def run_audit(
     return result
 
 
+ADDITIONAL_NOTE = (
+    "The canary set's plan pre-registers task {plan_task!r}; this {task!r} audit is an "
+    "additional analysis, not the pre-registered test. Its p-values are valid on their own "
+    "but carry no pre-registered claim."
+)
+
+
+def _label_against_plan(a: AuditResult) -> AuditResult:
+    """The plan's primary test, or refusal; another task than the plan's becomes 'additional'."""
+    if check_primary(a.canary_set.plan, a.task, a.tests, f"audit {a.title!r}"):
+        return a
+    note = ADDITIONAL_NOTE.format(plan_task=a.canary_set.plan.get("task"), task=a.task)
+    role = "additional" if a.role == "audit" else a.role
+    notes = a.notes if note in a.notes else (*a.notes, note)
+    return AuditResult(**{**a.__dict__, "role": role, "notes": notes})
+
+
 def make_report(title: str, audits: list[AuditResult], notes: list[str] | None = None) -> Report:
     """Bundle audits with provenance; Holm-adjust when several audits are claims."""
-    for a in audits:  # the pre-registered primary test, or no report
-        check_primary(a.canary_set.plan["score"], a.canary_set.plan["statistic"], a.tests, f"audit {a.title!r}")
+    audits = [_label_against_plan(a) for a in audits]
     claims = [a for a in audits if a.role == "audit"]
     adjusted = None
     if len(claims) > 1:

@@ -66,7 +66,7 @@ class AuditResult:
     """The audit of one model against one canary set by one task."""
 
     title: str
-    role: Literal["audit", "null-control"]
+    role: Literal["audit", "null-control", "additional"]
     task: str
     task_config: dict[str, Any]
     model: ModelInfo

@@ -606,25 +606,35 @@ def run_statistic(name: str, canary: np.ndarray, counterfactual: np.ndarray) -> 
     raise ValueError(f"unknown statistic {name!r}; known: {', '.join(STATISTICS)}")
 
 
-def check_primary(
-    plan_score: str, plan_statistic: str, tests: Sequence[Any], where: str = "audit"
-) -> None:
-    """Refuse an audit whose primary test is not the plan's (score, statistic).
+#: statistics computed on a score function; the plan's `score` is binding only for these
+SCORE_STATISTICS = frozenset(
+    {"rank", "rank-sum", "uniform-rank-sum", "rank-first-count", "set-mean", "set-mean-sets"}
+)
 
-    `tests` are NamedTest-like objects with `.score`, `.primary` and `.result.name`.
+
+def check_primary(
+    plan: dict[str, Any], task: str, tests: Sequence[Any], where: str = "audit"
+) -> bool:
+    """Refuse an audit of the plan's task whose primary test is not the plan's.
+
+    Returns True when the plan governs this audit (same task) and its primary test is the
+    pre-registered one; False when the audit runs another task than the plan's (an
+    additional analysis, which the report must label as such). `tests` are NamedTest-like
+    objects with `.score`, `.primary` and `.result.name`.
     """
     prim = [t for t in tests if t.primary]
     if len(prim) != 1:
         raise PlanViolation(
             f"{where}: {len(prim)} primary tests, exactly 1 (the plan's) is required"
         )
-    t = prim[0]
-    if t.score != plan_score or t.result.name != plan_statistic:
+    if task != plan.get("task", "canary-rank"):
+        return False
+    t, statistic, score = prim[0], plan["statistic"], plan["score"]
+    if t.result.name != statistic or (statistic in SCORE_STATISTICS and t.score != score):
         raise PlanViolation(
-            f"{where}: primary test is {t.result.name!r} on score {t.score!r}, but the committed plan "
-            f"pre-registers {plan_statistic!r} on {plan_score!r}; other statistics may only be secondary"
+            f"{where}: primary test is {t.result.name!r} on score {t.score!r}, but the committed "
+            f"plan pre-registers {statistic!r}"
+            + (f" on {score!r}" if statistic in SCORE_STATISTICS else "")
+            + "; other statistics may only be secondary"
         )
-    if t.result.kind != "bound":
-        raise PlanViolation(
-            f"{where}: the primary test must be an exact bound, got kind {t.result.kind!r}"
-        )
+    return True

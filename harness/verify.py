@@ -55,9 +55,13 @@ def _close(a: float, b: float, rtol: float = RECOMPUTE_RTOL) -> bool:
 
 def check_plan(a: AuditResult) -> tuple[Verdict, str]:
     try:
-        check_primary(a.canary_set.plan["score"], a.canary_set.plan["statistic"], a.tests)
+        governed = check_primary(a.canary_set.plan, a.task, a.tests)
     except (PlanViolation, KeyError) as e:
         return "FAIL", str(e)
+    if not governed:
+        if a.role != "additional":
+            return "FAIL", f"task {a.task!r} is not the plan's, yet the audit is not labelled additional"
+        return "ok", f"additional analysis (task {a.task!r}; the plan pre-registers {a.canary_set.plan.get('task')!r})"
     return (
         "ok",
         f"primary = {a.canary_set.plan['statistic']} on {a.canary_set.plan['score']} (the plan's)",

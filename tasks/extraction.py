@@ -352,11 +352,6 @@ def run(ctx: AuditContext, config: ExtractionConfig) -> AuditResult:
         f"Continuation units: {info['units']}.",
         f"Sampling seed {info['sampling_seed']}: {SAMPLING_SEED_DERIVATION}.",
     ]
-    if cs.plan.task != "extraction":
-        notes.append(
-            f"The canary set's plan pre-registered task {cs.plan.task!r} ({cs.plan.statistic}); "
-            "this extraction audit is an additional analysis, not the pre-registered one."
-        )
     if not iid:
         notes.append(f"Not a bound: {TOKENS_NOT_IID}.")
     if config.documents:

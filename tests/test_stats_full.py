@@ -137,12 +137,20 @@ def _nt(score, primary, name, kind="bound"):
 
 
 def test_primary_must_be_the_plans():
-    S.check_primary("loss", "rank-sum", [_nt("loss", True, "rank-sum"), _nt("zlib", False, "rank")])
+    plan = {"task": "canary-rank", "score": "loss", "statistic": "rank-sum"}
+    assert S.check_primary(plan, "canary-rank", [_nt("loss", True, "rank-sum"), _nt("zlib", False, "rank")])
     with pytest.raises(S.PlanViolation, match="pre-registers 'rank-sum' on 'loss'"):
-        S.check_primary("loss", "rank-sum", [_nt("loss", True, "set-mean")])
+        S.check_primary(plan, "canary-rank", [_nt("loss", True, "set-mean")])
     with pytest.raises(S.PlanViolation, match="pre-registers"):
-        S.check_primary("loss", "rank-sum", [_nt("zlib", True, "rank-sum")])
+        S.check_primary(plan, "canary-rank", [_nt("zlib", True, "rank-sum")])
     with pytest.raises(S.PlanViolation, match="2 primary"):
         S.check_primary(
-            "loss", "rank-sum", [_nt("loss", True, "rank-sum"), _nt("zlib", True, "rank-sum")]
+            plan, "canary-rank", [_nt("loss", True, "rank-sum"), _nt("zlib", True, "rank-sum")]
         )
+    # a statistic that takes no score function binds only the statistic
+    ext = {"task": "extraction", "score": "loss", "statistic": "extraction-greedy"}
+    assert S.check_primary(ext, "extraction", [_nt("greedy-matches", True, "extraction-greedy")])
+    with pytest.raises(S.PlanViolation, match="pre-registers 'extraction-greedy'"):
+        S.check_primary(ext, "extraction", [_nt("best", True, "extraction-best-of-n")])
+    # another task than the plan's is not governed by it: an additional analysis
+    assert not S.check_primary(plan, "extraction", [_nt("greedy-matches", True, "extraction-greedy")])

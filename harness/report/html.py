@@ -23,6 +23,9 @@ code,.mono{font-family:ui-monospace,monospace;font-size:.88em;word-break:break-a
 """
 
 
+ROLE_SUFFIX = {"null-control": " — null control", "additional": " — additional analysis (not pre-registered)"}
+
+
 def _row(*cells: str, header: bool = False) -> str:
     tag = "th" if header else "td"
     return "<tr>" + "".join(f"<{tag}>{c}</{tag}>" for c in cells) + "</tr>"
@@ -59,7 +62,7 @@ def _audit_section(a: AuditResult, holm_p: float | None) -> str:
     canaries = [i for i in a.items if i.role == "canary"]
     ranks = prim.details.get("canary_ranks")
     parts = [
-        f"<h2>{escape(a.title)}{' — null control' if a.role == 'null-control' else ''}</h2>",
+        f"<h2>{escape(a.title)}{ROLE_SUFFIX.get(a.role, '')}</h2>",
         f"<div class='verdict {'reject' if reject else 'keep'}'><b>{escape(p_label(prim))}</b><br>"
         f"{escape(verdict(a))}</div>",
     ]
