@@ -16,6 +16,8 @@ COMMAND_MODULES = (
     "harness.cli.demo_cmd",
     "harness.cli.tasks_cmd",
     "harness.cli.serve_cmd",
+    "harness.cli.calibrate_cmd",
+    "harness.cli.simulate_cmd",
 )
 
 
