@@ -31,7 +31,9 @@ def test_attainable_level_matches_enumeration(k, m):
     for a in (0.01, 0.05, 0.1, 0.3):
         # the rank-sum test rejects when P0(T <= t) <= a; enumerate that probability directly
         cdf = {t: np.mean(sums <= t) for t in np.unique(sums)}
-        brute = max([c for c in cdf.values() if c <= a + 1e-12], default=0.0)
+        # the harness rounds exact rank-sum p-values up by 1e-12 relative (conservative), so a
+        # p of exactly alpha is reported a hair above it and does not reject
+        brute = max([c for c in cdf.values() if c * (1 + 1e-12) <= a], default=0.0)
         assert attainable_level("rank-sum", k, m, a) == pytest.approx(brute, abs=1e-12)
     assert attainable_level("rank", 1, 99, 0.05) == pytest.approx(5 / 100)
     assert attainable_level("set-mean", 3, 19, 0.01) == 0.0

@@ -63,12 +63,19 @@ def test_planted_marks_are_detected_and_null_model_is_not(tiny_world, marks, tmp
     roles = np.array([i.role for i in audit.items])
     assert run_statistic("set-mean", s[roles == "canary"], s[roles == "counterfactual"]) == prim
     assert [i.id for i in audit.items[k : 2 * k]] == [f"ow-00000-{j:03d}" for j in range(k)]
-    null = run_audit(
-        "set-inference",
-        AuditContext(cs, str(path), reference, "hf:ref", progress=False),
-        role="null-control",
+    # a fixed seed makes the null outcome deterministic (the canary salt is fresh per session)
+    null_ctx = AuditContext(
+        cs,
+        str(path),
+        reference,
+        "hf:ref",
+        progress=False,
+        seed_override=derive_seed("test-null", "1"),
+        seed_reason="test",
     )
-    assert null.primary.result.pvalue > 1 / (USERS + 1)
+    null = run_audit("set-inference", null_ctx, role="null-control")
+    assert null.primary.result.pvalue > 0.05
+    assert null.seed_derivation.startswith("seed supplied by the auditor")
     # out-world users are a pure function of the audit seed: rerunning redraws the same marks
     again = run_audit(
         "set-inference", AuditContext(cs, str(path), target, "hf:target", progress=False)
