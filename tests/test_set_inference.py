@@ -85,7 +85,8 @@ def test_planted_marks_are_detected_and_null_model_is_not(tiny_world, marks, tmp
     write_report(report, tmp_path)
     back = load_report(tmp_path)
     assert back.audits[0].primary.result == prim
-    assert "set-mean" in (tmp_path / "report.html").read_text()
+    html = (tmp_path / "report.html").read_text()
+    assert "set-mean" in html and f"the {USERS} out-world users" in html
 
 
 def test_wrong_plan_is_refused(tiny_world):
