@@ -17,6 +17,8 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 from canaries.generators import words_spec
 from harness.backends import load_backend
 from harness.calibrate import (
@@ -54,6 +56,8 @@ def main() -> None:
     backend = load_backend(model)
     n = args.audits * (args.k + args.m)
     pool = score_pool(backend, model, words_spec(args.length), n, args.seed)
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    np.save(Path(args.out) / "pool_scores.npy", pool.scores)  # regroup later without rescoring
     s = pool.seconds
     print(
         f"pool: {n:,} items of {args.length} words, drawn in {s['draw']:.1f} s, scored in {s['score']:.1f} s "

@@ -143,8 +143,8 @@ def rejection_rows(pvalues: np.ndarray, config: CalibrationConfig) -> tuple[Reje
     for a in config.alphas:
         r = int(np.count_nonzero(pvalues <= a))
         lo, hi = clopper_pearson(r, n, config.confidence)
-        level = attainable_level(config.statistic, config.k, config.m, a)
-        rows.append(RejectionRow(a, r, n, r / n, lo, hi, level, lo <= level <= hi))
+        level = float(attainable_level(config.statistic, config.k, config.m, a))
+        rows.append(RejectionRow(a, r, n, r / n, lo, hi, level, bool(lo <= level <= hi)))
     return tuple(rows)
 
 

@@ -19,6 +19,7 @@ from harness.calibrate import (
     null_pvalues,
     rejection_rows,
     run_calibration,
+    write_calibration,
 )
 from harness.cli import main
 from tests.tiny_lm import tiny_lm_dir
@@ -76,6 +77,9 @@ def test_calibration_on_a_real_tiny_model(tmp_path_factory, tmp_path):
     assert min(result.pvalues) >= 1 / 45  # C(10, 2) subsets
     for r in result.rows:
         assert r.ci_low <= r.attainable_level <= r.ci_high
+    write_calibration(result, tmp_path / "rank-sum")  # every field must serialise
+    back = json.loads((tmp_path / "rank-sum" / "calibration.json").read_text())
+    assert back["rows"][0]["consistent"] is True and len(back["pvalues"]) == 300
     runner = CliRunner()
     out = tmp_path / "cal"
     res = runner.invoke(
