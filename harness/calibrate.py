@@ -238,7 +238,9 @@ def qq_plot_png(pvalues: np.ndarray, title: str) -> bytes:
         ax.set_ylabel("sorted p-value")
         ax.spines[["top", "right"]].set_visible(False)
     axes[0].legend(frameon=False, fontsize=8)
-    fig.suptitle(title, fontsize=9)
+    import textwrap
+
+    fig.suptitle("\n".join(textwrap.wrap(title, 110)), fontsize=8)
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
