@@ -1,205 +1,324 @@
-"""Null calibration: many audits of a model on canaries it never saw; rejection rate vs alpha.
+"""Null calibration: many audits of canary sets the model never saw; rejection rate vs alpha.
 
-Design (one scoring pass): draw a large pool of distinct items from the generator with a fresh
-seed, AFTER the model was trained, score the pool once, then cut it in draw order into disjoint
-chunks of K + M items; chunk j is null audit j (first K items = canaries, the rest =
-counterfactuals). This is valid because the pool items are i.i.d. draws from the generator
-(conditioned on distinctness, which keeps them exchangeable) and independent of the model, so
-each chunk is distributed exactly as a fresh null audit. Disjoint chunks share no item, so the
-audits are independent up to the distinctness constraint (collision probability of two
-7776^L-valued draws is negligible), which is what the binomial intervals on the rejection
-count assume. Scoring once costs one model pass per item instead of one per audit per item.
+Design: draw one large pool of items from the generator with a recorded seed, score it
+ONCE through the one scoring path, then cut the pool into disjoint groups of K + M items;
+each group is one null audit (first K items play the canaries, the rest the
+counterfactuals; for set-mean, K marks of the user then M out-world users of K marks).
+Why this is valid: pool items are i.i.d. draws from P (distinct, i.e. sampled without
+replacement, which matches how an audit draws), and the model never saw any of them, so
+every group is distributed exactly like a real null audit's items; disjoint groups share
+no item, so the audits are independent (up to the no-duplicate constraint, which for
+word canaries binds with probability ~n^2/|A|^L, negligible) and the number of rejections
+is Binomial(n_audits, true level). Scoring is per item (batch-independent backends), so
+scoring once instead of once per audit changes nothing but the cost.
 """
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 import math
-import secrets
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy.stats import beta, binom
 
-from canaries.drbg import HashDRBG
-from canaries.generators import GeneratorSpec, draw_canaries, words_spec
-from harness.stats import rank_sum_cdf_exact, run_statistic, uniform_sum_cdf
+from canaries.drbg import HashDRBG, derive_seed
+from canaries.generators import GeneratorSpec, draw_canaries
+from harness.backends.base import Backend
+from harness.scoring import ScoringRequest, score_texts
+from harness.stats import rank_sum_cdf_exact, run_statistic
 
-ALPHAS = (0.001, 0.01, 0.05, 0.1)
-STATS = ("rank", "rank-sum", "uniform-rank-sum", "rank-first-count", "set-mean", "set-mean-sets")
+STATISTICS = ("rank", "rank-sum", "set-mean")
 
 
 @dataclass(frozen=True)
 class CalibrationConfig:
+    """One calibration run: how many null audits of which shape, scored how."""
+
     audits: int = 1000
     k: int = 4
-    m: int = 20  # counterfactual items per audit; must be a multiple of k
-    length: int = 10
+    m: int = 16  # counterfactuals per audit; for set-mean, out-world users per audit
+    statistic: str = "rank-sum"
     score: str = "loss"
-    alphas: tuple[float, ...] = ALPHAS
-    statistics: tuple[str, ...] = STATS
+    alphas: tuple[float, ...] = (0.001, 0.01, 0.05, 0.1)
+    confidence: float = 0.99
+    seed: str = "0"
+
+    def __post_init__(self) -> None:
+        if self.statistic not in STATISTICS:
+            raise ValueError(f"statistic must be one of {STATISTICS}, got {self.statistic!r}")
+        if self.audits < 1 or self.k < 1 or self.m < 1:
+            raise ValueError("audits, k and m must all be >= 1")
+        if self.statistic == "rank" and self.k != 1:
+            raise ValueError("statistic 'rank' is for one canary per audit (k=1)")
+        if not all(0 < a < 1 for a in self.alphas) or not 0 < self.confidence < 1:
+            raise ValueError("alphas and confidence must lie in (0, 1)")
+
+    @property
+    def items_per_audit(self) -> int:
+        return self.k * (self.m + 1) if self.statistic == "set-mean" else self.k + self.m
 
 
-def clopper_pearson(x: int, n: int, level: float = 0.95) -> tuple[float, float]:
-    """Exact (Clopper-Pearson) interval for a binomial proportion."""
-    a = 1 - level
-    lo = 0.0 if x == 0 else float(beta.ppf(a / 2, x, n - x + 1))
-    hi = 1.0 if x == n else float(beta.ppf(1 - a / 2, x + 1, n - x))
-    return lo, hi
+@dataclass(frozen=True)
+class RejectionRow:
+    """Empirical rejection rate at one alpha, its Clopper-Pearson interval, and the exact level."""
+
+    alpha: float
+    rejections: int
+    audits: int
+    rate: float
+    ci_low: float
+    ci_high: float
+    attainable_level: float  # P(p <= alpha) under H0 for continuous scores: <= alpha
+    consistent: bool  # attainable level (hence alpha-validity) inside the interval
 
 
-def exact_size(statistic: str, alpha: float, k: int, m: int) -> float:
-    """P_H0(p <= alpha) for continuous scores: the attained level of the discrete test."""
-    if statistic == "rank":
-        return math.floor(alpha * (m + 1)) / (m + 1)
-    if statistic == "set-mean-sets":
-        s = m // k
-        return math.floor(alpha * (s + 1)) / (s + 1)
-    if statistic == "set-mean":
-        c = math.comb(k + m, k)
-        return math.floor(alpha * c) / c
-    if statistic == "rank-sum":
-        vals = [
-            rank_sum_cdf_exact(t, k, k + m)
-            for t in range(k * (k + 1) // 2, k * (2 * (k + m) - k + 1) // 2 + 1)
-        ]
-    elif statistic == "uniform-rank-sum":
-        vals = [uniform_sum_cdf(t, [m // k + 1] * k) for t in range(k, k * (m // k + 1) + 1)]
-    elif statistic == "rank-first-count":
-        vals = [float(binom.sf(j - 1, k, 1 / (m // k + 1))) for j in range(1, k + 1)]
-    else:
-        raise ValueError(f"no exact size for {statistic!r}")
-    # the float round-up in the cdf must not push an attainable level over alpha
-    ok = [v / (1 + 1e-9) for v in vals if v / (1 + 1e-9) <= alpha * (1 + 1e-12)]
-    return max(ok, default=0.0)
+@dataclass(frozen=True)
+class CalibrationResult:
+    config: CalibrationConfig
+    model: str
+    fingerprint: dict[str, Any]
+    generator: dict[str, Any]
+    pool_seed: str
+    pvalues: tuple[float, ...]
+    rows: tuple[RejectionRow, ...]
+    seconds: dict[str, float] = field(default_factory=dict)
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["pvalues"] = list(self.pvalues)
+        return d
 
 
-def draw_pool(spec: GeneratorSpec, n: int, seed: bytes) -> list[str]:
-    return [c.text for c in draw_canaries(spec, HashDRBG(seed, "calibration-pool"), n)]
+def attainable_level(statistic: str, k: int, m: int, alpha: float) -> float:
+    """Exact H0 probability that the test rejects at alpha, with untied (continuous) scores."""
+    if statistic in ("rank", "set-mean"):
+        return math.floor(alpha * (m + 1) + 1e-9) / (m + 1)
+    n = k + m
+    smin, smax = k * (k + 1) // 2, k * (2 * n - k + 1) // 2
+    level = 0.0
+    for t in range(smin, smax + 1):
+        cdf = rank_sum_cdf_exact(t, k, n)
+        if cdf > alpha:
+            break
+        level = cdf
+    return level
 
 
-def null_pvalues(scores: np.ndarray, cfg: CalibrationConfig) -> dict[str, np.ndarray]:
-    """p-values of each statistic on each disjoint chunk of K + M scored pool items."""
-    per = cfg.k + cfg.m
-    n = scores.size // per
-    out: dict[str, list[float]] = {s: [] for s in cfg.statistics}
-    for j in range(n):
-        chunk = scores[j * per : (j + 1) * per]
-        c, z = chunk[: cfg.k], chunk[cfg.k :]
-        for s in cfg.statistics:
-            out[s].append(run_statistic(s, c[:1] if s == "rank" else c, z).pvalue)
-    return {s: np.asarray(v) for s, v in out.items()}
+def clopper_pearson(successes: int, trials: int, confidence: float) -> tuple[float, float]:
+    """Exact two-sided binomial interval (scipy's binomtest, method='exact')."""
+    from scipy.stats import binomtest
+
+    ci = binomtest(successes, trials).proportion_ci(confidence_level=confidence, method="exact")
+    return float(ci.low), float(ci.high)
 
 
-def summarise(pvals: dict[str, np.ndarray], cfg: CalibrationConfig) -> list[dict[str, Any]]:
-    """Per statistic and alpha: rejections, rate, 95% CP interval, exact size, 99% null interval."""
+def draw_pool(spec: GeneratorSpec, n: int, seed: bytes, progress: bool = False) -> list[str]:
+    """n distinct generator draws from a recorded seed (the model must never have seen them)."""
+    return [
+        c.text
+        for c in draw_canaries(spec, HashDRBG(seed, "calibration-pool"), n, progress=progress)
+    ]
+
+
+def null_pvalues(scores: np.ndarray, config: CalibrationConfig) -> np.ndarray:
+    """Apply the harness's own test to each disjoint group of the scored pool."""
+    per = config.items_per_audit
+    if scores.size < per * config.audits:
+        raise ValueError(
+            f"pool of {scores.size} scores is too small for {config.audits} audits of {per}"
+        )
+    groups = scores[: per * config.audits].reshape(config.audits, per)
+    k = config.k
+    return np.array([run_statistic(config.statistic, g[:k], g[k:]).pvalue for g in groups])
+
+
+def rejection_rows(pvalues: np.ndarray, config: CalibrationConfig) -> tuple[RejectionRow, ...]:
     rows = []
-    for s, p in pvals.items():
-        n = p.size
-        for a in cfg.alphas:
-            x = int(np.count_nonzero(p <= a))
-            size = exact_size(s, a, cfg.k, cfg.m)
-            lo99, hi99 = (
-                (binom.ppf(0.005, n, size), binom.ppf(0.995, n, size)) if size > 0 else (0, 0)
-            )
-            rows.append(
-                {
-                    "statistic": s,
-                    "alpha": a,
-                    "audits": n,
-                    "rejections": x,
-                    "rate": x / n,
-                    "cp95": clopper_pearson(x, n, 0.95),
-                    "exact_size": size,
-                    "null99_count": (int(lo99), int(hi99)),
-                    "inside_null99": bool(lo99 <= x <= hi99),
-                    "rate_le_alpha_ok": bool(clopper_pearson(x, n, 0.99)[0] <= a),
-                }
-            )
-    return rows
+    n = int(pvalues.size)
+    for a in config.alphas:
+        r = int(np.count_nonzero(pvalues <= a))
+        lo, hi = clopper_pearson(r, n, config.confidence)
+        level = float(attainable_level(config.statistic, config.k, config.m, a))
+        rows.append(RejectionRow(a, r, n, r / n, lo, hi, level, bool(lo <= level <= hi)))
+    return tuple(rows)
 
 
-def qq_plot_png(pvals: dict[str, np.ndarray], path: Path) -> None:
+@dataclass(frozen=True)
+class ScoredPool:
+    """One pool of generator draws scored once; any number of null-audit groupings reuse it."""
+
+    scores: np.ndarray
+    seed: str
+    model: str
+    fingerprint: dict[str, Any]
+    generator: dict[str, Any]
+    seconds: dict[str, float]
+
+
+def score_pool(
+    backend: Backend,
+    model_spec: str,
+    spec: GeneratorSpec,
+    n: int,
+    seed_label: str,
+    score: str = "loss",
+    progress: bool = False,
+) -> ScoredPool:
+    """Draw n items with a recorded seed and score them through the one scoring path."""
+    import time
+
+    seed = derive_seed("tdp-calibration-pool-v1", seed_label)
+    t0 = time.time()
+    texts = draw_pool(spec, n, seed, progress)
+    t1 = time.time()
+    rows = score_texts(texts, backend, ScoringRequest((score,), {}), seed)
+    return ScoredPool(
+        scores=np.array([r[score] for r in rows]),
+        seed=seed.hex(),
+        model=model_spec,
+        fingerprint=backend.fingerprint().to_dict(),
+        generator=spec.to_dict(),
+        seconds={"draw": t1 - t0, "score": time.time() - t1, "items": float(n)},
+    )
+
+
+def calibrate_pool(pool: ScoredPool, config: CalibrationConfig) -> CalibrationResult:
+    """Cut the scored pool into config.audits disjoint null audits and tabulate rejections."""
+    from harness.provenance import provenance
+
+    pvalues = null_pvalues(pool.scores, config)
+    return CalibrationResult(
+        config=config,
+        model=pool.model,
+        fingerprint=pool.fingerprint,
+        generator=pool.generator,
+        pool_seed=pool.seed,
+        pvalues=tuple(float(p) for p in pvalues),
+        rows=rejection_rows(pvalues, config),
+        seconds=pool.seconds,
+        provenance=provenance(),
+    )
+
+
+def run_calibration(
+    backend: Backend,
+    model_spec: str,
+    spec: GeneratorSpec,
+    config: CalibrationConfig,
+    progress: bool = False,
+) -> CalibrationResult:
+    """Draw, score once, split into disjoint null audits, and tabulate rejection rates."""
+    n = config.items_per_audit * config.audits
+    pool = score_pool(backend, model_spec, spec, n, config.seed, config.score, progress)
+    return calibrate_pool(pool, config)
+
+
+def qq_plot_png(pvalues: np.ndarray, title: str) -> bytes:
+    """Sorted null p-values against uniform quantiles (log-log), with the y = x line."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(5.5, 5), dpi=110)
-    for s, p in pvals.items():
-        q = np.sort(p)
-        u = (np.arange(1, q.size + 1)) / (q.size + 1)
-        ax.plot(u, q, ".", ms=2, label=s)
-    ax.plot([1e-4, 1], [1e-4, 1], "k--", lw=0.8, label="uniform (exact test)")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("uniform quantile")
-    ax.set_ylabel("observed null p-value")
-    ax.set_title("null p-values: on/above the diagonal = valid")
-    ax.legend(fontsize=7, frameon=False)
+    p = np.sort(np.asarray(pvalues))
+    q = (np.arange(1, p.size + 1)) / (p.size + 1)
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.8), dpi=110)
+    for ax, log in zip(axes, (False, True), strict=True):
+        ax.plot(q, p, ".", ms=2, color="#1864ab", label="null audits")
+        ax.plot([q[0], 1], [q[0], 1], "-", color="#c92a2a", lw=1, label="uniform (y = x)")
+        if log:
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+        ax.set_xlabel("uniform quantile")
+        ax.set_ylabel("sorted p-value")
+        ax.spines[["top", "right"]].set_visible(False)
+    axes[0].legend(frameon=False, fontsize=8)
+    import textwrap
+
+    fig.suptitle("\n".join(textwrap.wrap(title, 110)), fontsize=8)
     fig.tight_layout()
-    fig.savefig(path)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
     plt.close(fig)
+    return buf.getvalue()
 
 
-def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
-    head = (
-        "| statistic | alpha | audits | rejections | rate | 95% CP interval | exact size | "
-        "99% null count interval | inside |\n|---|---|---|---|---|---|---|---|---|\n"
-    )
-    body = "".join(
-        f"| {r['statistic']} | {r['alpha']} | {r['audits']} | {r['rejections']} | {r['rate']:.4f} | "
-        f"[{r['cp95'][0]:.4f}, {r['cp95'][1]:.4f}] | {r['exact_size']:.4f} | "
-        f"[{r['null99_count'][0]}, {r['null99_count'][1]}] | {'yes' if r['inside_null99'] else 'NO'} |\n"
-        for r in rows
-    )
-    return head + body
+def table_markdown(result: CalibrationResult) -> str:
+    c = result.config
+    conf = f"{100 * c.confidence:g}%"
+    lines = [
+        f"| alpha | rejections / audits | empirical rate | {conf} Clopper-Pearson | exact level P0(p<=alpha) | level in CI |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in result.rows:
+        lines.append(
+            f"| {r.alpha:g} | {r.rejections} / {r.audits} | {r.rate:.4f} | [{r.ci_low:.4f}, {r.ci_high:.4f}] "
+            f"| {r.attainable_level:.4f} | {'yes' if r.consistent else 'NO'} |"
+        )
+    return "\n".join(lines)
 
 
-def run_calibration(
-    backend: Any,
-    model_spec: str,
-    cfg: CalibrationConfig,
-    out_dir: str | Path,
-    seed: bytes | None = None,
-    spec: GeneratorSpec | None = None,
-) -> dict[str, Any]:
-    """Draw, score once, partition, test; write calibration.{json,md} and qq.png to out_dir."""
-    from harness.scoring import ScoringRequest, score_texts
-
-    if cfg.m % cfg.k:
-        raise ValueError(f"M={cfg.m} must be a multiple of K={cfg.k} (separate pools / sets of K)")
-    seed = seed if seed is not None else secrets.token_bytes(32)
-    spec = spec or words_spec(cfg.length)
-    texts = draw_pool(spec, cfg.audits * (cfg.k + cfg.m), seed)
-    rows_scores = score_texts(texts, backend, ScoringRequest((cfg.score,), {}), seed)
-    scores = np.array([r[cfg.score] for r in rows_scores])
-    pvals = null_pvalues(scores, cfg)
-    rows = summarise(pvals, cfg)
+def write_calibration(result: CalibrationResult, out_dir: str | Path) -> Path:
+    """calibration.json (every p-value), calibration.md and calibration.html (with the QQ plot)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    qq_plot_png(pvals, out / "qq.png")
-    result = {
-        "model": model_spec,
-        "fingerprint": backend.fingerprint().to_dict(),
-        "config": asdict(cfg),
-        "generator": spec.to_dict(),
-        "pool_seed": seed.hex(),
-        "pool_size": len(texts),
-        "rows": rows,
-        "pvalues": {s: p.tolist() for s, p in pvals.items()},
-    }
-    (out / "calibration.json").write_text(json.dumps(result) + "\n")
-    md = (
-        f"# Null calibration: {model_spec}\n\n{cfg.audits} null audits, K={cfg.k} canaries and "
-        f"M={cfg.m} counterfactuals each (words, length {cfg.length}), score `{cfg.score}`; one pool "
-        f"of {len(texts)} fresh draws scored once and cut into disjoint audits (see harness/calibrate.py"
-        " for why this is valid).\n\nA valid test rejects at rate <= alpha: the count should fall in "
-        "the 99% interval of Binomial(audits, exact size), where the exact size is the attained level "
-        "of the discrete test (<= alpha).\n\n" + markdown_table(rows) + "\n![QQ plot](qq.png)\n"
+    c = result.config
+    title = (
+        f"{c.audits} null audits, {c.statistic} on {c.score}, K={c.k}, M={c.m}, "
+        f"{result.generator['kind']} L={result.generator['length']}, model {result.model}"
     )
-    (out / "calibration.md").write_text(md)
-    return result
+    png = qq_plot_png(np.array(result.pvalues), title)
+    (out / "qq.png").write_bytes(png)
+    (out / "calibration.json").write_text(json.dumps(result.to_dict(), indent=1) + "\n")
+    body = "\n".join(
+        [
+            f"# Null calibration: {title}",
+            "",
+            "Every audit scores items the model never saw (fresh generator draws), so every rejection is a "
+            "false positive. The exact level is the probability that the test rejects under H0 with untied "
+            "scores (<= alpha by construction); the empirical rate should be consistent with it.",
+            "",
+            table_markdown(result),
+            "",
+            f"Pool: {int(result.seconds.get('items', 0)):,} items drawn with seed `{result.pool_seed}`, scored once "
+            f"({result.seconds.get('score', 0):.0f} s), cut into {c.audits} disjoint audits of "
+            f"{c.items_per_audit} items.",
+            "",
+            "![QQ plot](qq.png)",
+            "",
+        ]
+    )
+    (out / "calibration.md").write_text(body)
+    import html
+
+    uri = "data:image/png;base64," + base64.b64encode(png).decode()
+    (out / "calibration.html").write_text(
+        "<!doctype html><meta charset=utf-8><title>tdp calibration</title>"
+        "<style>body{font:15px system-ui;max-width:980px;margin:2em auto}td,th{border:1px solid #ccc;"
+        "padding:.2em .5em}table{border-collapse:collapse}</style>"
+        f"<h1>Null calibration</h1><p>{html.escape(title)}</p><pre>{html.escape(table_markdown(result))}</pre>"
+        f"<img alt='p-value QQ plot' src='{uri}'>\n"
+    )
+    return out
+
+
+def default_null_model(cache_dir: str | Path, progress: bool = True) -> str:
+    """The demo-sized tiny model trained on clean stdlib docstrings (no canaries), cached.
+
+    It never saw any generator draw, so every audit against it is a null audit.
+    """
+    from harness.demo import DemoConfig
+    from harness.train import stdlib_docstrings, train_causal_lm, train_tokenizer
+
+    out = Path(cache_dir) / "null-model-v1"
+    if not (out / "tdp_training.json").exists():
+        cfg = DemoConfig()
+        docs = stdlib_docstrings(cfg.corpus_bytes)
+        tok = train_tokenizer(docs, cfg.vocab_size)
+        train_causal_lm(docs, tok, cfg.train, out, progress=progress, desc="train null model")
+    return f"hf:{out}"

@@ -1,393 +1,333 @@
-"""Power analysis by controlled injection: train tiny models with canaries planted r times, audit.
+"""`tdp simulate`: power analysis by controlled injection, one tiny model trained per cell.
 
-Each cell (kind, length, count, repeat) draws its own canary set, injects it r times into the
-stdlib-docstring corpus, trains a model from scratch with accelerate (on the CPU here; the
-same code uses a CUDA device when one is visible, untested in this project),
-and audits it twice: against the planted set (power) and against a
-never-planted set from the same generator (null: empirical false positives). Results are kept
-per cell in `out/cells/<key>.json`; a finished cell is never retrained (resumable).
+A cell fixes (repetitions r, canary length, canary kind, canaries per set K). It plants G
+independent canary sets (G "users") r times each into a clean corpus, trains a model from
+scratch, scores the planted canaries and a pool of fresh generator draws once, and runs
+per set: the rank-sum test (K canaries vs M counterfactuals) and the set-mean test (the
+set vs N out-world users of K marks) for every score function. The detection rate is the
+fraction of the G sets with p <= alpha; FPR@100%TPR (MembershipTracker's metric) is the
+fraction of out-world users whose set mean reaches the lowest planted user's set mean.
 
-Mode set-inference trains one model on a corpus where in-world users' documents carry their
-marks, and reports, over many users, the exact test's rejection rates and FPR at 100% TPR.
+Resumable: each finished cell is written to OUT/cells/<cell>.json and never retrained;
+the clean reference model is trained once per run and reused.
 """
 
 from __future__ import annotations
 
+import hashlib
+import itertools
 import json
 import time
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from canaries.canary_set import Plan, new_canary_set, save_canary_set
-from canaries.drbg import derive_seed
-from canaries.generators import tokens_spec, words_spec
+from canaries.canary_set import Plan, new_canary_set
+from canaries.drbg import HashDRBG, derive_seed
+from canaries.generators import GeneratorSpec, draw_canaries, tokens_spec, words_spec
 from canaries.inject import inject_texts
-from harness.audit import AuditContext, run_audit
 from harness.train import TrainConfig, stdlib_docstrings, train_causal_lm, train_tokenizer
 
-SCORES = ("loss", "zlib", "min_k")
+TESTS = ("rank-sum", "set-mean")
+TINY_TRAIN = TrainConfig(
+    n_layer=1, n_embd=64, n_head=2, block_size=32, epochs=6, batch_size=16, lr=5e-3, warmup_steps=5
+)
 
 
 @dataclass(frozen=True)
-class SimConfig:
+class Cell:
+    """One point of the sweep."""
+
+    repeat: int
+    length: int
+    kind: str
+    canaries: int
+
+    @property
+    def key(self) -> str:
+        return f"r{self.repeat:03d}-L{self.length}-{self.kind}-K{self.canaries}"
+
+
+@dataclass(frozen=True)
+class SimulateConfig:
+    """The sweep grid and everything held fixed across it."""
+
     repeats: tuple[int, ...] = (1, 2, 4, 8, 16)
-    lengths: tuple[int, ...] = (10,)
+    lengths: tuple[int, ...] = (6,)
     kinds: tuple[str, ...] = ("words",)
-    counts: tuple[int, ...] = (32,)
-    counterfactuals: int = 500
+    canaries: tuple[int, ...] = (8,)
+    groups: int = 4
+    counterfactuals: int = 200
+    out_world_users: int = 200
     alpha: float = 0.01
-    corpus_bytes: int = 300_000
-    vocab_size: int = 2048
-    seed: int = 0
-    train: TrainConfig = field(default_factory=TrainConfig)
+    scores: tuple[str, ...] = ("loss", "zlib", "min_k", "ref_ratio")
+    corpus_bytes: int = 40_000
+    vocab_size: int = 512
+    train: TrainConfig = field(default_factory=lambda: TINY_TRAIN)
+    seed: str = "0"
+
+    def __post_init__(self) -> None:
+        if any(r < 1 for r in self.repeats) or any(k < 1 for k in self.canaries) or self.groups < 1:
+            raise ValueError("repeats, canaries and groups must be >= 1")
+        bad = set(self.kinds) - {"words", "tokens"}
+        if bad:
+            raise ValueError(f"canary kinds must be 'words' or 'tokens', got {sorted(bad)}")
+
+    def cells(self) -> list[Cell]:
+        return [
+            Cell(*c)
+            for c in itertools.product(self.repeats, self.lengths, self.kinds, self.canaries)
+        ]
+
+    def fixed_digest(self) -> str:
+        """Hash of everything except the grid: cells from runs with another digest are not mixed."""
+        d = asdict(self)
+        for grid in ("repeats", "lengths", "kinds", "canaries"):
+            d.pop(grid)
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _say(msg: str) -> None:
-    print(f"[tdp simulate] {msg}", flush=True)
+DEMO_PRESET = SimulateConfig(
+    repeats=(1, 2, 4, 8),
+    lengths=(10,),
+    canaries=(32,),
+    groups=1,
+    counterfactuals=500,
+    out_world_users=100,
+    corpus_bytes=300_000,
+    vocab_size=2048,
+    train=TrainConfig(),
+)
 
 
-def cell_key(kind: str, length: int, count: int, repeat: int) -> str:
-    return f"{kind}-L{length}-K{count}-r{repeat}"
+@dataclass(frozen=True)
+class CellResult:
+    cell: Cell
+    digest: str
+    pvalues: dict[str, dict[str, list[float]]]  # test -> score -> one p per planted set
+    fpr_at_full_tpr: dict[str, float]  # score -> FPR@100%TPR over out-world users
+    train: dict[str, Any]
+    seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> CellResult:
+        return cls(**{**d, "cell": Cell(**d["cell"])})
 
 
-def _tokenizer(work: Path, docs: list[str], vocab: int) -> Path:
-    path = work / "tokenizer"
-    if not (path / "tokenizer.json").exists():
-        train_tokenizer(docs, vocab).save_pretrained(path)
-    return path
+def fpr_at_full_tpr(member: np.ndarray, nonmember: np.ndarray) -> float:
+    """Smallest FPR at which every member is detected: #{non-members >= min member} / #non-members."""
+    return float(np.mean(nonmember >= member.min()))
 
 
-def _summ(audit: Any, alpha: float) -> dict[str, Any]:
-    """Per score: the plan's set-level p-value, and the share of canaries whose own rank test
-    (p = rank/(M+1) against the shared pool, exact per canary) is <= alpha."""
-    out: dict[str, Any] = {}
-    for t in audit.tests:
-        c = np.array([i.scores[t.score] for i in audit.items if i.role == "canary"])
-        z = np.sort(
-            np.array([i.scores[t.score] for i in audit.items if i.role == "counterfactual"])
+class Simulation:
+    """Shared state of a run: corpus, tokenizer, clean reference model, output folders."""
+
+    def __init__(
+        self, config: SimulateConfig, out: str | Path, work: str | Path, progress: bool = False
+    ):
+        self.config, self.out, self.work, self.progress = config, Path(out), Path(work), progress
+        self.digest = config.fixed_digest()
+        (self.out / "cells").mkdir(parents=True, exist_ok=True)
+        self.docs = stdlib_docstrings(config.corpus_bytes)
+        self.tokenizer = train_tokenizer(self.docs, config.vocab_size)
+        self.tok_dir = self.work / self.digest / "tokenizer"
+        self.tokenizer.save_pretrained(self.tok_dir)
+        self._reference: Any = None
+
+    def reference(self) -> Any:
+        from harness.backends.hf import HFBackend
+
+        if self._reference is None:
+            path = self.work / self.digest / "reference"
+            if not (path / "tdp_training.json").exists():
+                train_causal_lm(
+                    self.docs, self.tokenizer, self.config.train, path, self.progress, "reference"
+                )
+            self._reference = HFBackend(str(path), device="cpu", dtype="float32")
+        return self._reference
+
+    def spec(self, cell: Cell) -> GeneratorSpec:
+        return (
+            words_spec(cell.length)
+            if cell.kind == "words"
+            else tokens_spec(cell.length, str(self.tok_dir))
         )
-        ranks = 1 + z.size - np.searchsorted(z, c, side="left")
-        p_each = ranks / (z.size + 1)
-        out[t.score] = {
-            "set_p": t.result.pvalue,
-            "set_test": t.result.name,
-            "primary": t.primary,
-            "per_canary_detect": float(np.mean(p_each <= alpha)),
-            "min_per_canary_p": float(p_each.min()),
+
+    def cell_path(self, cell: Cell) -> Path:
+        return self.out / "cells" / f"{cell.key}.json"
+
+    def load(self, cell: Cell) -> CellResult | None:
+        path = self.cell_path(cell)
+        if not path.exists():
+            return None
+        result = CellResult.from_dict(json.loads(path.read_text()))
+        if result.digest != self.digest:
+            raise ValueError(
+                f"{path} comes from a run with other fixed settings; use another --out"
+            )
+        return result
+
+    def run_cell(self, cell: Cell) -> CellResult:
+        """Train one model with G planted sets and test every set; nothing is read from disk."""
+        from harness.backends.hf import HFBackend
+        from harness.scoring import ScoringRequest, score_texts
+        from harness.stats import rank_sum_test, set_mean_test
+
+        c, t0 = self.config, time.time()
+        seed = derive_seed("tdp-simulate-v1", c.seed, cell.key)
+        spec = self.spec(cell)
+        k, g = cell.canaries, c.groups
+        planted, _ = new_canary_set(spec, g * k, Plan(), seed=derive_seed("planted", seed))
+        injected, _ = inject_texts(self.docs, planted, cell.repeat, derive_seed("inject", seed))
+        model_dir = self.work / self.digest / cell.key
+        trained = train_causal_lm(
+            injected,
+            self.tokenizer,
+            replace(c.train, seed=c.train.seed),
+            model_dir,
+            self.progress,
+            f"train {cell.key}",
+        )
+        pool_n = max(c.counterfactuals, c.out_world_users * k)
+        pool = draw_canaries(
+            spec, HashDRBG(seed, "counterfactuals"), pool_n, exclude=planted.texts()
+        )
+        texts = planted.texts() + [p.text for p in pool]
+        target = HFBackend(trained.path, device="cpu", dtype="float32")
+        ref = self.reference() if "ref_ratio" in c.scores else None
+        rows = score_texts(
+            texts, target, ScoringRequest(c.scores, {"min_k": {"k": 0.2}}), seed, ref
+        )
+        pvalues: dict[str, dict[str, list[float]]] = {t: {} for t in TESTS}
+        fpr: dict[str, float] = {}
+        for s in c.scores:
+            x = np.array([r[s] for r in rows])
+            sets, rest = x[: g * k].reshape(g, k), x[g * k :]
+            users = rest[: c.out_world_users * k].reshape(c.out_world_users, k)
+            pvalues["rank-sum"][s] = [
+                rank_sum_test(u, rest[: c.counterfactuals]).pvalue for u in sets
+            ]
+            pvalues["set-mean"][s] = [set_mean_test(u, users).pvalue for u in sets]
+            fpr[s] = fpr_at_full_tpr(sets.mean(axis=1), users.mean(axis=1))
+        train = {
+            "parameters": trained.parameters,
+            "tokens_per_epoch": trained.tokens_per_epoch,
+            "final_loss": trained.final_loss,
+            "seconds": trained.seconds,
         }
-    return out
+        return CellResult(cell, self.digest, pvalues, fpr, train, time.time() - t0)
+
+    def run(self, log: Any = print) -> list[CellResult]:
+        """Run every cell not already on disk; returns all cells' results in grid order."""
+        results = []
+        for cell in self.config.cells():
+            done = self.load(cell)
+            if done is None:
+                log(f"[simulate] cell {cell.key}: training")
+                done = self.run_cell(cell)
+                tmp = self.cell_path(cell).with_suffix(".tmp")
+                tmp.write_text(json.dumps(done.to_dict(), indent=1) + "\n")
+                tmp.replace(self.cell_path(cell))
+            else:
+                log(f"[simulate] cell {cell.key}: done earlier, loaded")
+            results.append(done)
+        return results
 
 
-def run_cell(
-    kind: str,
-    length: int,
-    count: int,
-    repeat: int,
-    cfg: SimConfig,
-    out: Path,
-    docs: list[str],
-    progress: bool = False,
-) -> dict[str, Any]:
-    from harness.backends.hf import HFBackend
-
-    key = cell_key(kind, length, count, repeat)
-    path = out / "cells" / f"{key}.json"
-    if path.exists():
-        return json.loads(path.read_text())
-    t0 = time.time()
-    work = out / "work" / key
-    work.mkdir(parents=True, exist_ok=True)
-    tok_path = _tokenizer(out / "work", docs, cfg.vocab_size)
-    spec = words_spec(length) if kind == "words" else tokens_spec(length, str(tok_path.resolve()))
-    plan = Plan(
-        score="loss", statistic="rank-sum", counterfactuals=cfg.counterfactuals, alpha=cfg.alpha
-    )
-    base = f"{cfg.seed}|{key}"
-    planted, s1 = new_canary_set(spec, count, plan, derive_seed("sim-planted", base))
-    fresh, s2 = new_canary_set(spec, count, plan, derive_seed("sim-fresh", base))
-    save_canary_set(planted, work / "canaries.json", s1)
-    save_canary_set(fresh, work / "never-planted.json", s2)
-    texts, _ = inject_texts(docs, planted, repeat, derive_seed("sim-inject", base))
-    from transformers import AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(tok_path)
-    tr = train_causal_lm(texts, tokenizer, cfg.train, work / "model", progress=progress, desc=key)
-    backend = HFBackend(tr.path)
-    spec_str = f"hf:{tr.path}"
-    opts = {"secondary": SCORES[1:]}
-    power = run_audit(
-        "canary-rank",
-        AuditContext(planted, str(work / "canaries.json"), backend, spec_str, progress=False),
-        opts,
-    )
-    null = run_audit(
-        "canary-rank",
-        AuditContext(fresh, str(work / "never-planted.json"), backend, spec_str, progress=False),
-        opts,
-        role="null-control",
-    )
-    res = {
-        "key": key,
-        "kind": kind,
-        "length": length,
-        "count": count,
-        "repeat": repeat,
-        "M": cfg.counterfactuals,
-        "alpha": cfg.alpha,
-        "train_loss": tr.final_loss,
-        "parameters": tr.parameters,
-        "seconds": time.time() - t0,
-        "planted": _summ(power, cfg.alpha),
-        "null": _summ(null, cfg.alpha),
-        "min_attainable_p": power.primary.result.min_attainable_p,
-    }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(res, indent=1) + "\n")
-    tmp.replace(path)
-    # the model is not needed again: keep disk small (the cell JSON holds every number)
-    for f in (work / "model").glob("*.safetensors"):
-        f.unlink()
-    return res
+def detection_rate(ps: list[float], alpha: float) -> float:
+    return float(np.mean(np.array(ps) <= alpha))
 
 
-def run_power(cfg: SimConfig, out_dir: str | Path, progress: bool = False) -> list[dict[str, Any]]:
-    out = Path(out_dir)
-    docs = stdlib_docstrings(cfg.corpus_bytes)
-    rows = []
-    for kind in cfg.kinds:
-        for length in cfg.lengths:
-            for count in cfg.counts:
-                for r in cfg.repeats:
-                    done = (out / "cells" / f"{cell_key(kind, length, count, r)}.json").exists()
-                    res = run_cell(kind, length, count, r, cfg, out, docs, progress)
-                    _say(
-                        f"{res['key']}: loss p = {res['planted']['loss']['set_p']:.3g}, null p = "
-                        f"{res['null']['loss']['set_p']:.3g}{' (cached)' if done else ''}"
-                    )
-                    rows.append(res)
-    write_power_report(rows, cfg, out)
-    return rows
-
-
-def power_table(rows: Sequence[dict[str, Any]]) -> str:
-    head = (
-        "| cell | r | set p (loss, rank-sum) | null p | canaries detected at alpha: loss / zlib / "
-        "min_k | null canaries flagged: loss / zlib / min_k |\n|---|---|---|---|---|---|\n"
-    )
-    body = ""
-    for r in rows:
-        det = " / ".join(
-            f"{r['planted'][s]['per_canary_detect']:.2f}" for s in SCORES if s in r["planted"]
-        )
-        fp = " / ".join(
-            f"{r['null'][s]['per_canary_detect']:.3f}" for s in SCORES if s in r["null"]
-        )
-        body += (
-            f"| {r['kind']} L={r['length']} K={r['count']} | {r['repeat']} | "
-            f"{r['planted']['loss']['set_p']:.3g} | {r['null']['loss']['set_p']:.3g} | {det} | {fp} |\n"
-        )
-    return head + body
-
-
-def summary_numbers(rows: Sequence[dict[str, Any]], alpha: float) -> dict[str, Any]:
-    """Empirical FPRs over all null audits/canaries and the smallest r reaching p <= 1e-6."""
-    nulls_set = [r["null"][s]["set_p"] for r in rows for s in SCORES if s in r["null"]]
-    per_canary = [
-        (r["null"][s]["per_canary_detect"], r["count"])
-        for r in rows
-        for s in SCORES
-        if s in r["null"]
+def table_markdown(results: list[CellResult], config: SimulateConfig) -> str:
+    lines = [
+        f"| cell (r, L, kind, K) | test | score | detected at alpha={config.alpha:g} | median p | min p "
+        "| FPR@100%TPR |",
+        "|---|---|---|---|---|---|---|",
     ]
-    flagged = sum(f * k for f, k in per_canary)
-    total = sum(k for _, k in per_canary)
-    smallest: dict[str, int | None] = {}
-    for r in sorted(rows, key=lambda x: x["repeat"]):
-        key = f"{r['kind']} L={r['length']} K={r['count']}"
-        smallest.setdefault(key, None)
-        if smallest[key] is None and r["planted"]["loss"]["set_p"] <= 1e-6:
-            smallest[key] = r["repeat"]
-    return {
-        "null_set_tests": len(nulls_set),
-        "null_set_rejections_at_alpha": int(sum(p <= alpha for p in nulls_set)),
-        "null_canary_rank_tests": int(total),
-        "null_canary_rank_rejections_at_alpha": int(round(flagged)),
-        "smallest_r_with_p_le_1e-6": smallest,
-    }
+    for res in results:
+        c = res.cell
+        for test in TESTS:
+            for s, ps in res.pvalues[test].items():
+                n = len(ps)
+                hits = sum(p <= config.alpha for p in ps)
+                fpr = f"{res.fpr_at_full_tpr[s]:.3f}" if test == "set-mean" else ""
+                lines.append(
+                    f"| r={c.repeat}, L={c.length}, {c.kind}, K={c.canaries} | {test} | {s} | {hits}/{n} "
+                    f"| {np.median(ps):.3g} | {min(ps):.3g} | {fpr} |"
+                )
+    return "\n".join(lines)
 
 
-def write_power_report(rows: Sequence[dict[str, Any]], cfg: SimConfig, out: Path) -> None:
+def power_plot_png(results: list[CellResult], config: SimulateConfig) -> bytes:
+    """Detection rate and median p against r, one panel column per (L, kind, K)."""
+    import io
+
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4), dpi=110)
-    groups: dict[str, list[dict[str, Any]]] = {}
-    for r in rows:
-        groups.setdefault(f"{r['kind']} L={r['length']} K={r['count']}", []).append(r)
-    for g, rs in groups.items():
-        rs = sorted(rs, key=lambda x: x["repeat"])
-        xs = [r["repeat"] for r in rs]
-        for s in SCORES:
-            if s in rs[0]["planted"]:
-                axes[0].plot(
-                    xs, [r["planted"][s]["per_canary_detect"] for r in rs], "o-", label=f"{g}, {s}"
-                )
-        axes[1].plot(
-            xs, [max(r["planted"]["loss"]["set_p"], 1e-300) for r in rs], "o-", label=f"{g}, loss"
+    combos = sorted({(r.cell.length, r.cell.kind, r.cell.canaries) for r in results})
+    fig, axes = plt.subplots(
+        2, len(combos), figsize=(4.2 * len(combos), 6.4), dpi=110, squeeze=False
+    )
+    colors = dict(
+        zip(config.scores, ["#1864ab", "#2b8a3e", "#e67700", "#c92a2a", "#5f3dc4"], strict=False)
+    )
+    for j, combo in enumerate(combos):
+        rs = sorted(
+            (r for r in results if (r.cell.length, r.cell.kind, r.cell.canaries) == combo),
+            key=lambda r: r.cell.repeat,
         )
-    axes[0].set_title(f"per-canary rank test: detection rate at alpha={cfg.alpha}")
-    axes[1].set_title("set-level rank-sum p-value (loss), log scale")
-    axes[1].set_yscale("log")
-    axes[1].axhline(1e-6, color="k", ls="--", lw=0.8)
-    axes[1].axhline(cfg.alpha, color="r", ls=":", lw=0.8)
-    for ax in axes:
-        ax.set_xscale("log", base=2)
-        ax.set_xlabel("repetitions r")
-        ax.legend(fontsize=6, frameon=False)
+        x = [r.cell.repeat for r in rs]
+        for test, style in zip(TESTS, ("-o", "--s"), strict=True):
+            for s in config.scores:
+                rate = [detection_rate(r.pvalues[test][s], config.alpha) for r in rs]
+                med = [float(np.median(r.pvalues[test][s])) for r in rs]
+                axes[0, j].plot(x, rate, style, color=colors.get(s), ms=3, label=f"{test} / {s}")
+                axes[1, j].plot(x, med, style, color=colors.get(s), ms=3)
+        axes[0, j].set_title(
+            f"L={combo[0]} {combo[1]}, K={combo[2]}, {config.groups} sets/cell", fontsize=9
+        )
+        axes[0, j].set_ylabel(f"detection rate at alpha={config.alpha:g}")
+        axes[1, j].set_ylabel("median p")
+        axes[1, j].set_yscale("log")
+        axes[1, j].axhline(config.alpha, color="grey", lw=0.8, ls=":")
+        for ax in axes[:, j]:
+            ax.set_xscale("log", base=2)
+            ax.set_xlabel("repetitions r")
+            ax.spines[["top", "right"]].set_visible(False)
+    axes[0, 0].legend(frameon=False, fontsize=7)
     fig.tight_layout()
-    fig.savefig(out / "power.png")
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
     plt.close(fig)
-    summary = summary_numbers(rows, cfg.alpha)
-    (out / "power.json").write_text(
-        json.dumps({"config": asdict(cfg), "cells": list(rows), "summary": summary}, indent=1)
+    return buf.getvalue()
+
+
+def write_summary(
+    results: list[CellResult], config: SimulateConfig, out: str | Path, command: str = ""
+) -> Path:
+    """power.png, table.md and summary.json in `out`."""
+    out = Path(out)
+    (out / "power.png").write_bytes(power_plot_png(results, config))
+    table = table_markdown(results, config)
+    (out / "table.md").write_text(
+        f"# Power analysis\n\nCommand: `{command}`\n\n{config.groups} planted canary sets per cell, "
+        f"rank-sum against M={config.counterfactuals} counterfactuals, set-mean against "
+        f"N={config.out_world_users} out-world users; training {json.dumps(asdict(config.train))}.\n\n"
+        f"{table}\n\n![power curves](power.png)\n"
+    )
+    (out / "summary.json").write_text(
+        json.dumps(
+            {"config": asdict(config), "command": command, "cells": [r.to_dict() for r in results]},
+            indent=1,
+        )
         + "\n"
     )
-    md = (
-        f"# Power analysis (controlled injection, tiny models trained from scratch on CPU)\n\n"
-        f"M={cfg.counterfactuals} counterfactuals, alpha={cfg.alpha}; plan: rank-sum on loss. "
-        "'canaries detected' = share of planted canaries whose own exact rank test has p <= alpha; "
-        "'null' = the same model audited with a never-planted canary set.\n\n"
-        + power_table(rows)
-        + f"\n\nSummary: `{json.dumps(summary)}`\n\n![power curves](power.png)\n"
-    )
-    (out / "power.md").write_text(md)
-
-
-# --- set-inference simulation -----------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class SetSimConfig:
-    users_in: int = 20
-    users_out: int = 100  # test out-world users (negatives), never published
-    reference_users: int = 199  # out-world users forming the exact test's null sets
-    k: int = 8  # documents (marks) per user
-    length: int = 6
-    repeat: int = 1  # times each marked document appears in training
-    mode: str = "per-document"
-    alpha: float = 0.01
-    corpus_bytes: int = 300_000
-    vocab_size: int = 2048
-    seed: int = 0
-    train: TrainConfig = field(default_factory=TrainConfig)
-
-
-def run_set_inference(
-    cfg: SetSimConfig, out_dir: str | Path, progress: bool = False
-) -> dict[str, Any]:
-    """Train once on a corpus with in-world users' marked documents; test every user."""
-    from harness.backends.hf import HFBackend
-    from harness.scoring import ScoringRequest, score_texts
-    from harness.stats import mi_metrics, set_mean_sets_test
-    from tasks.set_inference import mark_documents
-
-    out = Path(out_dir)
-    path = out / "set-inference.json"
-    if path.exists():
-        return json.loads(path.read_text())
-    work = out / "work"
-    work.mkdir(parents=True, exist_ok=True)
-    docs = stdlib_docstrings(cfg.corpus_bytes)
-    k_marks = cfg.k if cfg.mode == "per-document" else 1
-    spec = words_spec(cfg.length)
-    plan = Plan(
-        score="loss",
-        statistic="set-mean-sets",
-        counterfactuals=cfg.reference_users,
-        alpha=cfg.alpha,
-    )
-    users = []
-    for u in range(cfg.users_in + cfg.users_out):
-        cs, _ = new_canary_set(spec, k_marks, plan, derive_seed("sim-user", f"{cfg.seed}|{u}"))
-        users.append(cs)
-    if cfg.users_in * cfg.k > len(docs):
-        raise ValueError(
-            f"{cfg.users_in} users x {cfg.k} documents exceed the corpus ({len(docs)} docs)"
-        )
-    texts = list(docs)
-    for u in range(cfg.users_in):  # user u owns documents u*K .. u*K+K-1 and marks them
-        own = list(range(u * cfg.k, (u + 1) * cfg.k))
-        marked, _ = mark_documents(
-            [texts[i] for i in own], users[u], derive_seed("sim-mark", str(u)), cfg.mode
-        )
-        for i, t in zip(own, marked, strict=True):
-            texts[i] = t
-    texts = texts + [t for u in range(cfg.users_in) for t in texts[u * cfg.k : (u + 1) * cfg.k]] * (
-        cfg.repeat - 1
-    )
-    from transformers import AutoTokenizer
-
-    tok_path = _tokenizer(work, docs, cfg.vocab_size)
-    tr = train_causal_lm(
-        texts,
-        AutoTokenizer.from_pretrained(tok_path),
-        cfg.train,
-        work / "model",
-        progress=progress,
-        desc="set-inference",
-    )
-    backend = HFBackend(tr.path)
-    # reference out-world users: one shared pool of fresh mark sets, never published
-    from canaries.drbg import HashDRBG
-    from canaries.generators import draw_canaries
-
-    all_user_texts = [c.text for cs in users for c in cs.canaries]
-    ref = draw_canaries(
-        spec,
-        HashDRBG(derive_seed("sim-ref", str(cfg.seed)), "counterfactuals"),
-        cfg.reference_users * k_marks,
-        exclude=all_user_texts,
-    )
-    texts_all = all_user_texts + [c.text for c in ref]
-    rows = score_texts(
-        texts_all, backend, ScoringRequest(("loss",), {}), derive_seed("sim-score", str(cfg.seed))
-    )
-    s = np.array([r["loss"] for r in rows])
-    user_s = s[: len(all_user_texts)].reshape(len(users), k_marks)
-    ref_s = s[len(all_user_texts) :]
-    pv = np.array([set_mean_sets_test(user_s[u], ref_s).pvalue for u in range(len(users))])
-    means = user_s.mean(axis=1)
-    pos, neg = slice(0, cfg.users_in), slice(cfg.users_in, None)
-    mi = mi_metrics(means[pos], means[neg], fprs=(0.0, 0.01, 0.1), n_bootstrap=500)
-    res = {
-        "config": asdict(cfg),
-        "train_loss": tr.final_loss,
-        "in_world_p": pv[pos].tolist(),
-        "out_world_p": pv[neg].tolist(),
-        "tpr_at_alpha": float(np.mean(pv[pos] <= cfg.alpha)),
-        "fpr_at_alpha": float(np.mean(pv[neg] <= cfg.alpha)),
-        "fpr_at_100_tpr": mi.fpr_at_full_tpr,
-        "auc": mi.auc,
-        "mi_metrics": mi.to_dict(),
-        "min_attainable_p": 1 / (cfg.reference_users + 1),
-        "note": (
-            "per-user tests share one reference pool of out-world users, so they are each exact "
-            "but not independent of each other; FPR@100%TPR and AUC are estimates"
-        ),
-    }
-    path.write_text(json.dumps(res, indent=1) + "\n")
-    (out / "set-inference.md").write_text(
-        f"# Set-inference simulation ({cfg.mode}, K={cfg.k}, r={cfg.repeat})\n\n"
-        f"{cfg.users_in} in-world users (marked documents trained on), {cfg.users_out} out-world test users "
-        f"(never published), {cfg.reference_users} reference out-world users for the exact test.\n\n"
-        f"| TPR at alpha={cfg.alpha} | FPR at alpha | FPR@100%TPR | AUC |\n|---|---|---|---|\n"
-        f"| {res['tpr_at_alpha']:.3f} | {res['fpr_at_alpha']:.3f} | {res['fpr_at_100_tpr']:.3f} | "
-        f"{res['auc']:.3f} |\n\n{res['note']}.\n"
-    )
-    return res
+    return out

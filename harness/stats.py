@@ -6,7 +6,7 @@ so a reported bound stays valid when scores tie (see shared STATISTICS.md).
 
 from __future__ import annotations
 
-import functools
+import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -328,115 +328,6 @@ def rank_first_count_test(
 # --- set-level mean test (MembershipTracker) ---------------------------------------------------
 
 #: largest number of K-subsets enumerated exactly by the permutation set-mean test
-PERMUTATION_EXACT_LIMIT = 2_000_000
-
-
-def set_mean_sets_test(
-    member_scores: Sequence[float], counterfactual_scores: Sequence[float]
-) -> TestResult:
-    """Mean score of the user's K items against M counterfactual sets of K (consecutive blocks).
-
-    Under H0 the user's set and the M counterfactual sets are i.i.d. sets of K i.i.d. items, so
-    their means are exchangeable: p = (1 + #{j : mean_j >= mean_user}) / (M + 1) is exact.
-    """
-    c = _iv_scores("member_scores", member_scores)
-    z = _iv_scores("counterfactual_scores", counterfactual_scores)
-    k = c.size
-    if z.size < k or z.size % k:
-        raise ValueError(f"set-mean-sets needs M*K counterfactual items (K={k}), got {z.size}")
-    means = z.reshape(-1, k).mean(axis=1)
-    obs = float(c.mean())
-    rank = rank_against(obs, means)
-    m = means.size
-    return TestResult(
-        name="set-mean-sets",
-        statistic=obs,
-        pvalue=rank / (m + 1),
-        kind="bound",
-        method="exact rank of the set's mean among M counterfactual set means, p = rank/(M+1)",
-        k=k,
-        m=m,
-        min_attainable_p=1 / (m + 1),
-        assumptions=(
-            EXCHANGEABILITY.replace(
-                "canaries and counterfactuals", "marked and counterfactual sets"
-            ),
-            SAME_PATH,
-            TIES,
-        ),
-        details={"rank": rank, "counterfactual_set_means_mean": float(means.mean()), "sets": m},
-    )
-
-
-@functools.lru_cache(maxsize=8)
-def _subsets(n: int, k: int) -> np.ndarray:
-    """All K-subsets of range(n) as a (C(n,k), k) index array (cached: calibration reuses it)."""
-    from itertools import combinations
-
-    idx = np.fromiter((i for comb in combinations(range(n), k) for i in comb), dtype=np.int64)
-    return idx.reshape(-1, k)
-
-
-def set_mean_test(
-    member_scores: Sequence[float],
-    counterfactual_scores: Sequence[float],
-    n_resamples: int = 100_000,
-    seed: int = 0,
-) -> TestResult:
-    """Permutation test of the mean of K items over the pooled K+M sample.
-
-    p = #{K-subsets S : mean(S) >= mean(canaries)} / C(K+M, K), enumerated exactly when
-    C(K+M, K) <= PERMUTATION_EXACT_LIMIT, else the Monte-Carlo p-value (1 + hits)/(B + 1),
-    which is itself valid. Ties count against the claim (>=).
-    """
-    c = _iv_scores("member_scores", member_scores)
-    z = _iv_scores("counterfactual_scores", counterfactual_scores)
-    k, m = c.size, z.size
-    pooled = np.concatenate([c, z])
-    n = pooled.size
-    total = c.sum()
-    eps = 1e-12 * max(
-        1.0, float(np.abs(pooled).sum())
-    )  # float summation order must not help the claim
-    subsets = math.comb(n, k)
-    if subsets <= PERMUTATION_EXACT_LIMIT:
-        sums = pooled[_subsets(n, k)].sum(axis=1)
-        hits = int(np.count_nonzero(sums >= total - eps))
-        p = hits / subsets
-        how = (
-            f"exact permutation test over all C({n},{k}) = {subsets} K-subsets of the pooled sample"
-        )
-        min_p = 1 / subsets
-        extra: dict[str, Any] = {}
-    else:
-        rng = np.random.default_rng(seed)
-        hits = 0
-        for start in range(0, n_resamples, 1000):
-            b = min(1000, n_resamples - start)
-            keys = rng.random((b, n))
-            pick = np.argpartition(keys, k - 1, axis=1)[:, :k]
-            hits += int(np.count_nonzero(pooled[pick].sum(axis=1) >= total - eps))
-        p = (1 + hits) / (n_resamples + 1)
-        how = f"Monte-Carlo permutation p-value, (1 + #{{mean_b >= mean}})/(B+1), B={n_resamples}"
-        min_p = 1 / (n_resamples + 1)
-        extra = {"n_resamples": n_resamples, "seed": seed}
-    return TestResult(
-        name="set-mean",
-        statistic=float(c.mean()),
-        pvalue=float(min(1.0, p)),
-        kind="bound",
-        method=how,
-        k=k,
-        m=m,
-        min_attainable_p=float(min_p),
-        assumptions=(EXCHANGEABILITY, SAME_PATH, TIES),
-        details={"counterfactual_mean": float(z.mean()), **extra},
-    )
-
-
-# --- exposure estimate ------------------------------------------------------------------------
-
-
 def exposure_estimate(canary_score: float, counterfactual_scores: Sequence[float]) -> TestResult:
     """Extrapolated exposure: fit a skew-normal to the counterfactual scores and report
     -log2 P_fit(S >= s(c)). An estimate (the fit is a model), never a bound."""
@@ -568,10 +459,9 @@ STATISTICS: dict[str, str] = {
     "rank-sum": "K canaries vs one shared pool of M counterfactuals",
     "uniform-rank-sum": "K canaries, each vs its own pool of M counterfactuals (K*M items)",
     "rank-first-count": "K canaries, each vs its own pool of M (K*M items); count ranked first",
-    "set-mean": "mean of K canaries, exact/MC permutation over the pooled K+M sample",
-    "set-mean-sets": "mean of K canaries vs M counterfactual sets of K (K*M items)",
+    "set-mean": "mean score of a user's K marks vs M out-world users' K marks (K*M items)",
 }
-PER_CANARY_POOLS = ("uniform-rank-sum", "rank-first-count", "set-mean-sets")
+PER_CANARY_POOLS = ("uniform-rank-sum", "rank-first-count", "set-mean")
 
 
 class PlanViolation(ValueError):
@@ -599,16 +489,16 @@ def run_statistic(name: str, canary: np.ndarray, counterfactual: np.ndarray) -> 
         return uniform_rank_sum_test(canary, counterfactual)
     if name == "rank-first-count":
         return rank_first_count_test(canary, counterfactual)
-    if name == "set-mean":
-        return set_mean_test(canary, counterfactual)
-    if name == "set-mean-sets":
-        return set_mean_sets_test(canary, counterfactual)
+    if name == "set-mean":  # counterfactuals are out-world users' marks, K consecutive per user
+        if len(counterfactual) % len(canary):
+            raise ValueError("set-mean needs the counterfactual marks in whole users of K marks")
+        return set_mean_test(canary, np.reshape(counterfactual, (-1, len(canary))))
     raise ValueError(f"unknown statistic {name!r}; known: {', '.join(STATISTICS)}")
 
 
 #: statistics computed on a score function; the plan's `score` is binding only for these
 SCORE_STATISTICS = frozenset(
-    {"rank", "rank-sum", "uniform-rank-sum", "rank-first-count", "set-mean", "set-mean-sets"}
+    {"rank", "rank-sum", "uniform-rank-sum", "rank-first-count", "set-mean"}
 )
 
 
@@ -638,3 +528,118 @@ def check_primary(
             + "; other statistics may only be secondary"
         )
     return True
+
+
+
+SET_EXCHANGEABILITY = (
+    "the user's K marks and every out-world user's K marks are drawn the same way from one "
+    "generator with fresh randomness, independent of the model under H0, so the N+1 users' "
+    "mark sets are exchangeable"
+)
+ITEM_EXCHANGEABILITY = (
+    "all marks (the user's and the out-world users') are i.i.d. draws from one generator, so "
+    "every item is exchangeable with every other (needs one mark per item; not valid for a "
+    "phrase repeated within a user)"
+)
+#: relative slack when comparing floating means: a near-tie counts against the claim
+MEAN_TIE_RTOL = 1e-12
+
+
+def _set_means(sets: np.ndarray) -> np.ndarray:
+    # sort each row first so that equal multisets give bit-identical means (ties are exact)
+    return np.sort(sets, axis=-1).mean(axis=-1)
+
+
+def _at_least(values: np.ndarray, observed: float) -> np.ndarray:
+    """values >= observed, with a tiny slack so rounding can never break a tie in our favour."""
+    return values >= observed - MEAN_TIE_RTOL * max(1.0, abs(observed))
+
+
+def set_mean_test(
+    user_scores: Sequence[float] | np.ndarray,
+    out_world_scores: Sequence[Sequence[float]] | np.ndarray,
+    method: Literal["users", "permutation"] = "users",
+    n_resamples: int = 100_000,
+    seed: int = 0,
+) -> TestResult:
+    """Set-level mean test (MembershipTracker): does the user's marked set score unusually high?
+
+    Statistic: the mean score of the user's K marked items. `out_world_scores` is an (N, K)
+    array: N out-world users whose items were marked the same way but never published.
+
+    - method="users": p = (1 + #{out-world users with mean >= the user's}) / (N + 1), exact
+      under exchangeability of the N+1 users' mark sets (marks within a user may be
+      dependent, e.g. one phrase repeated in K documents).
+    - method="permutation": the user's set against random K-subsets of all (N+1)K pooled
+      items; exact enumeration when C(n, K) <= n_resamples, else the Monte-Carlo p-value
+      (1 + #{mean_b >= observed}) / (B + 1). Needs i.i.d. items; finer resolution than "users".
+    """
+    c = _iv_scores("user_scores", user_scores)
+    z = np.asarray(out_world_scores, dtype=np.float64)
+    k = c.size
+    if z.ndim != 2 or z.shape[1] != k:
+        raise ValueError(
+            f"out_world_scores must be an (N, K) array with K = {k} marks per user, got shape {z.shape}"
+        )
+    _iv_scores("out_world_scores", z.ravel())
+    n_out = z.shape[0]
+    observed = float(_set_means(c))
+    out_means = _set_means(z)
+    common: dict[str, Any] = {
+        "user_mean": observed,
+        "out_world_users": n_out,
+        "marks_per_user": k,
+        "out_world_mean_of_means": float(out_means.mean()),
+    }
+    if method == "users":
+        ge = int(np.count_nonzero(_at_least(out_means, observed)))
+        return TestResult(
+            name="set-mean",
+            statistic=observed,
+            pvalue=(1 + ge) / (n_out + 1),
+            kind="bound",
+            method="exact rank of the user's set mean among N out-world users' set means, p = rank/(N+1)",
+            k=k,
+            m=n_out,
+            min_attainable_p=1 / (n_out + 1),
+            alternative="the user's marked set scores higher (more member-like) than out-world users' sets",
+            assumptions=(SET_EXCHANGEABILITY, SAME_PATH, TIES),
+            details={**common, "rank": 1 + ge},
+        )
+    if method != "permutation":
+        raise ValueError(f"method must be 'users' or 'permutation', got {method!r}")
+    pooled = np.concatenate([c, z.ravel()])
+    n = pooled.size
+    total = math.comb(n, k)
+    if total <= n_resamples:
+        hits = sum(
+            int(_at_least(_set_means(pooled[list(s)]), observed))
+            for s in itertools.combinations(range(n), k)
+        )
+        p, min_p = hits / total, 1 / total
+        how = f"exact permutation test: the user's set mean against all C({n},{k}) K-subsets of the pooled items"
+        extra: dict[str, Any] = {"subsets": total}
+    else:
+        rng = np.random.default_rng(seed)
+        hits = 0
+        chunk = max(1, min(10_000, 4_000_000 // n))  # bounds memory at ~32 MB per chunk
+        for start in range(0, n_resamples, chunk):
+            b = min(chunk, n_resamples - start)
+            idx = np.argsort(rng.random((b, n)), axis=1)[:, :k]
+            hits += int(np.count_nonzero(_at_least(_set_means(pooled[idx]), observed)))
+        p, min_p = (1 + hits) / (n_resamples + 1), 1 / (n_resamples + 1)
+        how = f"Monte-Carlo permutation p-value over pooled items, (1 + #{{mean_b >= t}})/(B+1), B={n_resamples}"
+        extra = {"n_resamples": n_resamples, "seed": seed}
+    return TestResult(
+        name="set-mean-permutation",
+        statistic=observed,
+        pvalue=float(p),
+        kind="bound",
+        method=how,
+        k=k,
+        m=n - k,
+        min_attainable_p=float(min_p),
+        alternative="the user's marked set scores higher (more member-like) than random sets of marks",
+        assumptions=(ITEM_EXCHANGEABILITY, SAME_PATH, TIES),
+        details={**common, **extra},
+    )

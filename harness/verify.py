@@ -134,19 +134,22 @@ def check_counterfactuals(a: AuditResult) -> tuple[Verdict, str]:
         spec = GeneratorSpec.from_dict(a.canary_set.spec)
         plan = a.canary_set.plan
         canaries = [i.text for i in a.items if i.role == "canary"]
-        n = counterfactuals_needed(plan["statistic"], len(canaries), int(plan["counterfactuals"]))
-        redrawn = draw_canaries(
-            spec,
-            HashDRBG(bytes.fromhex(a.audit_seed), "counterfactuals"),
-            n,
-            exclude=canaries,
-            id_prefix="cf-",
-        )
+        seed = bytes.fromhex(a.audit_seed)
+        if a.task == "set-inference":  # out-world users' marks, drawn like counterfactuals
+            from tasks.set_inference import out_world_items
+
+            redrawn = out_world_items(spec, canaries, seed, int(plan["counterfactuals"]))
+        else:
+            n = counterfactuals_needed(plan["statistic"], len(canaries), int(plan["counterfactuals"]))
+            drawn = draw_canaries(
+                spec, HashDRBG(seed, "counterfactuals"), n, exclude=canaries, id_prefix="cf-"
+            )
+            redrawn = [(c.id, c.text) for c in drawn]
     except Exception as e:  # malformed spec/seed: a failed check, not a crash
         return "FAIL", f"cannot redraw counterfactuals: {e}"
     stored = [(i.id, i.text) for i in a.items if i.role == "counterfactual"]
-    if stored != [(c.id, c.text) for c in redrawn]:
-        bad = sum(x != y for x, y in zip(stored, [(c.id, c.text) for c in redrawn], strict=False))
+    if stored != redrawn:
+        bad = sum(x != y for x, y in zip(stored, redrawn, strict=False))
         return "FAIL", (
             f"{len(stored)} stored counterfactuals vs {len(redrawn)} redrawn from the spec and "
             f"seed; {bad} differ"

@@ -1,99 +1,152 @@
-"""`set-inference`: MembershipTracker for text. A user marks each of their K documents with a
-secret random phrase (one per document, or one per user) at a random position; the audit
-compares the mean score of the user's marks with out-world users marked the same way but never
-published, by the exact set-level test (plan statistic `set-mean-sets`, or `set-mean`).
+"""`set-inference`: MembershipTracker for text, a user's marked set against out-world users.
 
-The marks, not the documents, are scored: marks are draws from a committed generator, so the
-user's set and the out-world users' sets are exchangeable under H0 and the p-value is exact.
-Scoring whole documents would compare the user's documents with other people's, which is
-natural data with no such null (reported as evidence elsewhere, never as a bound).
+A user marks each of their K documents with one secret canary (a draw from the committed
+generator, inserted at a random position): the committed canary set *is* the user's marks.
+At audit time N out-world users are simulated by drawing N x K marks from the same
+generator with the derived audit seed, exactly like counterfactuals; they were never
+published, so under H0 the user's set and theirs are exchangeable. The primary test is
+the rank of the user's mean score among the out-world users' means (exact,
+p = rank/(N+1)); the plan's `counterfactuals` field is N, the number of out-world users.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+
+import numpy as np
 
 from canaries.canary_set import CanarySet
 from canaries.drbg import HashDRBG
+from canaries.generators import GeneratorSpec, draw_canaries
 from harness.audit import AuditContext
-from harness.registry import Task
-from harness.results import AuditResult
-from tasks import canary_rank
+from harness.provenance import now
+from harness.registry import Task, TaskError
+from harness.results import AuditResult, ItemScores, NamedTest
+from harness.scores import SCORES
+from harness.scoring import ScoringRequest, score_texts
+from harness.stats import set_mean_test
 
-SET_STATISTICS = ("set-mean-sets", "set-mean")
+DEFAULT_SECONDARY = ("zlib", "min_k", "ref_ratio")
+OUT_WORLD_PURPOSE = "out-world-users"
 
 
 @dataclass(frozen=True)
 class SetInferenceConfig:
-    """Options; K, M (out-world users) and the test come from the committed plan."""
+    """Options; K (marks per user), N (out-world users) and the primary test come from the plan."""
 
-    mode: Literal["per-document", "per-user"] = "per-document"
-    secondary: tuple[str, ...] = ("zlib", "min_k")
+    secondary: tuple[str, ...] = DEFAULT_SECONDARY
     min_k: float = 0.2
+    permutation_resamples: int = (
+        10_000  # secondary item-level permutation test on the primary score
+    )
 
 
-def mark_documents(
-    docs: list[str], cs: CanarySet, seed: bytes, mode: str = "per-document"
-) -> tuple[list[str], list[int]]:
-    """Insert the user's mark(s) into their K documents at random word boundaries.
+def out_world_marks(
+    cs: CanarySet, seed: bytes, users: int, progress: bool = False
+) -> list[list[tuple[str, str]]]:
+    """(id, text) of `users` out-world users' K marks each, distinct from all other draws."""
+    k = len(cs.canaries)
+    flat = out_world_items(cs.spec, cs.texts(), seed, users, progress)
+    return [flat[u * k : (u + 1) * k] for u in range(users)]
 
-    per-document: canary i goes into document i (needs len(docs) == K canaries);
-    per-user: the set's single canary goes into every document. Returns (marked docs, offsets).
-    """
-    if mode == "per-document" and len(cs.canaries) != len(docs):
-        raise ValueError(
-            f"per-document marking needs one canary per document: {len(cs.canaries)} "
-            f"canaries for {len(docs)} documents"
-        )
-    if mode == "per-user" and len(cs.canaries) != 1:
-        raise ValueError(
-            f"per-user marking needs a canary set of exactly 1 phrase, got {len(cs.canaries)}"
-        )
-    if mode not in ("per-document", "per-user"):
-        raise ValueError(f"mode must be 'per-document' or 'per-user', got {mode!r}")
-    rng = HashDRBG(seed, "set-inference-marks")
-    out, offsets = [], []
-    for i, doc in enumerate(docs):
-        mark = cs.canaries[i if mode == "per-document" else 0].text
-        cuts = [0] + [j + 1 for j, ch in enumerate(doc) if ch.isspace()] + [len(doc)]
-        at = cuts[rng.randbelow(len(cuts))]
-        if at < len(doc):
-            out.append(f"{doc[:at]}{mark} {doc[at:]}")
-        else:  # at the end: keep the mark a separate word
-            out.append(doc + (" " if doc and not doc[-1].isspace() else "") + mark)
-        offsets.append(at)
-    return out, offsets
+
+def out_world_items(
+    spec: GeneratorSpec, marks: list[str], seed: bytes, users: int, progress: bool = False
+) -> list[tuple[str, str]]:
+    """The out-world users' marks as one flat list, K consecutive per user (report order)."""
+    k = len(marks)
+    drawn = draw_canaries(
+        spec, HashDRBG(seed, OUT_WORLD_PURPOSE), users * k, exclude=marks, progress=progress
+    )
+    return [(f"ow-{u:05d}-{j:03d}", drawn[u * k + j].text) for u in range(users) for j in range(k)]
+
+
+def _score_names(ctx: AuditContext, config: SetInferenceConfig) -> list[str]:
+    primary = ctx.canary_set.plan.score
+    return [primary] + [
+        s
+        for s in config.secondary
+        if s != primary
+        and s in SCORES
+        and ("reference" not in SCORES[s].needs or ctx.reference is not None)
+    ]
 
 
 def run(ctx: AuditContext, config: SetInferenceConfig) -> AuditResult:
-    plan = ctx.canary_set.plan
-    if plan.statistic not in SET_STATISTICS:
-        raise ValueError(
-            f"set-inference needs a set-level plan statistic {SET_STATISTICS}, "
-            f"the committed plan names {plan.statistic!r}"
+    started = now()
+    cs, plan = ctx.canary_set, ctx.canary_set.plan
+    if plan.statistic != "set-mean":
+        raise TaskError(
+            f"set-inference needs a plan with statistic 'set-mean' (this canary set pre-registered "
+            f"{plan.statistic!r}); create one with `tdp canaries new --statistic set-mean`"
         )
-    res = canary_rank.run(
-        ctx, canary_rank.CanaryRankConfig(secondary=config.secondary, min_k=config.min_k)
+    k, users = len(cs.canaries), plan.counterfactuals
+    seed = ctx.seed()
+    items = [(c.id, "canary", c.text) for c in cs.canaries]
+    for user in out_world_marks(cs, seed, users, ctx.progress):
+        items += [(i, "counterfactual", t) for i, t in user]
+    names = _score_names(ctx, config)
+    options = {
+        "min_k": {"k": config.min_k},
+        **({plan.score: plan.score_options} if plan.score_options else {}),
+    }
+    rows = score_texts(
+        [t for _, _, t in items],
+        ctx.backend,
+        ScoringRequest(tuple(names), options),
+        seed,
+        ctx.reference,
+    )
+    tests = []
+    for name in names:
+        s = np.array([r[name] for r in rows])
+        tests.append(
+            NamedTest(name, name == plan.score, set_mean_test(s[:k], s[k:].reshape(users, k)))
+        )
+    s = np.array([r[plan.score] for r in rows])
+    tests.append(
+        NamedTest(
+            plan.score,
+            False,
+            set_mean_test(
+                s[:k],
+                s[k:].reshape(users, k),
+                method="permutation",
+                n_resamples=config.permutation_resamples,
+                seed=int.from_bytes(seed[:8], "big"),
+            ),
+        )
     )
     return AuditResult(
-        **{
-            **res.__dict__,
-            "title": f"set-inference ({config.mode}): {ctx.model_spec}",
-            "task": "set-inference",
-            "task_config": {**res.task_config, "mode": config.mode},
-            "notes": (
-                *res.notes,
-                f"{plan.counterfactuals} out-world users, each a fresh set of "
-                f"{len(ctx.canary_set.canaries)} marks from the committed generator (never published)",
-            ),
-        }
+        title=f"set-inference: {ctx.model_spec}",
+        role="audit",
+        task="set-inference",
+        task_config={
+            "secondary": list(config.secondary),
+            "min_k": config.min_k,
+            "permutation_resamples": config.permutation_resamples,
+        },
+        model=ctx.model_info(),
+        reference=ctx.reference_info(),
+        canary_set=ctx.canary_info(),
+        audit_seed=seed.hex(),
+        seed_derivation=ctx.seed_derivation(),
+        tests=tuple(tests),
+        items=tuple(ItemScores(i, role, t, r) for (i, role, t), r in zip(items, rows, strict=True)),
+        started=started,
+        finished=now(),
+        notes=(
+            f"The user's {k} marks (the committed canaries, one per marked document) are compared with "
+            f"{users} out-world users, each with {k} marks drawn from the same generator with the audit "
+            "seed and never published; counterfactual items are listed user by user, K consecutive "
+            "items per out-world user (ids ow-<user>-<mark>).",
+        ),
     )
 
 
 TASK = Task(
     name="set-inference",
-    description="MembershipTracker-style set test: a user's K marks vs out-world users' marks (exact)",
+    description="MembershipTracker for text: mean score of a user's K marks vs out-world users (exact)",
     config_type=SetInferenceConfig,
     run=run,
 )

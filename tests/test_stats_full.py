@@ -56,38 +56,6 @@ def test_poisson_binomial_against_enumeration():
         assert S.poisson_binomial_sf(n, probs) == pytest.approx(brute, rel=1e-8)
 
 
-def test_set_mean_permutation_exact_matches_brute_force():
-    rng = np.random.default_rng(2)
-    c, z = rng.normal(0.5, 1, size=3), rng.normal(size=7)
-    pooled = np.concatenate([c, z])
-    subs = list(itertools.combinations(range(10), 3))
-    brute = sum(pooled[list(s)].mean() >= c.mean() - 1e-12 for s in subs) / len(subs)
-    r = S.set_mean_test(c, z)
-    assert r.pvalue == pytest.approx(brute) and r.kind == "bound"
-    assert r.min_attainable_p == pytest.approx(1 / math.comb(10, 3))
-    # canaries that beat everything reach the smallest attainable p
-    assert S.set_mean_test(c + 100, z).pvalue == pytest.approx(1 / math.comb(10, 3))
-
-
-def test_set_mean_monte_carlo_is_valid_and_close():
-    rng = np.random.default_rng(3)
-    c, z = rng.normal(0.3, 1, size=10), rng.normal(size=60)  # C(70,10) too many to enumerate
-    r = S.set_mean_test(c, z, n_resamples=20_000)
-    assert "Monte-Carlo" in r.method and r.min_attainable_p == pytest.approx(1 / 20_001)
-    # the permutation distribution of the mean is close to normal: compare to the exact moments
-    pooled = np.concatenate([c, z])
-    sd = pooled.std() * math.sqrt((70 - 10) / (10 * 69))
-    approx = sps.norm.sf((c.mean() - pooled.mean()) / sd)
-    assert abs(r.pvalue - approx) < 0.03
-
-
-def test_set_mean_sets_is_rank_of_means():
-    c = np.array([1.0, 2.0])
-    z = np.array([0.0, 0.0, 5.0, 5.0, 1.0, 2.0, 0.0, 1.0])  # set means 0, 5, 1.5 (tie), 0.5
-    r = S.set_mean_sets_test(c, z)
-    assert r.details["rank"] == 3 and r.pvalue == pytest.approx(3 / 5) and r.m == 4
-
-
 def test_exposure_estimate_is_labelled_estimate_and_tracks_normal_tail():
     z = np.random.default_rng(4).normal(size=5000)
     r = S.exposure_estimate(3.0, z)

@@ -23,7 +23,8 @@ def canaries_group() -> None:
 @click.option("--wordlist", default="eff-large-v1", show_default=True)
 @click.option("--score", default="loss", show_default=True, help="Pre-registered score function.")
 @click.option("--statistic", default="rank-sum", show_default=True, help="Pre-registered test statistic.")
-@click.option("--counterfactuals", "-m", type=int, default=1000, show_default=True, help="Pre-registered M.")
+@click.option("--counterfactuals", "-m", type=int, default=1000, show_default=True,
+              help="Pre-registered M (for statistic set-mean: the number of out-world users).")
 @click.option("--alpha", type=float, default=0.01, show_default=True)
 @click.option("--out", "-o", type=click.Path(dir_okay=False, path_type=Path), required=True)
 @click.option("--force", is_flag=True, help="Overwrite an existing canary file.")
@@ -37,7 +38,9 @@ def new_cmd(kind, count, length, prefix_length, tokenizer, wordlist, score, stat
     if out.exists() and not force:
         raise click.ClickException(f"{out} exists; refusing to overwrite a canary set (use --force)")
     get_score(score)
-    if statistic not in ("rank-sum", "rank"):
+    from harness.stats import STATISTICS
+
+    if statistic not in STATISTICS:
         raise click.BadParameter(f"unknown statistic {statistic!r}", param_hint="--statistic")
     if kind == "tokens":
         if not tokenizer:
@@ -45,7 +48,8 @@ def new_cmd(kind, count, length, prefix_length, tokenizer, wordlist, score, stat
         spec = tokens_spec(length, tokenizer, prefix_length)
     else:
         spec = words_spec(length, prefix_length, wordlist)
-    plan = Plan(score=score, statistic=statistic, counterfactuals=counterfactuals, alpha=alpha)
+    task = "set-inference" if statistic == "set-mean" else "canary-rank"
+    plan = Plan(task=task, score=score, statistic=statistic, counterfactuals=counterfactuals, alpha=alpha)
     cs, seed = new_canary_set(spec, count, plan)
     save_canary_set(cs, out, seed)
     click.echo(f"wrote {count} canaries to {out}")

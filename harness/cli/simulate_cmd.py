@@ -1,7 +1,10 @@
-"""`tdp simulate`: power analysis (tiny models with canaries planted r times), set inference."""
+"""`tdp simulate`: power curves from controlled injection experiments (resumable)."""
 
 from __future__ import annotations
 
+import shlex
+import sys
+from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -18,123 +21,86 @@ def _ints(text: str) -> tuple[int, ...]:
 
 @click.command("simulate")
 @click.option(
-    "--mode", type=click.Choice(["power", "set-inference"]), default="power", show_default=True
-)
-@click.option("--repeats", default="1,2,4,8,16", show_default=True, help="Repetitions r to sweep.")
-@click.option("--lengths", default="10", show_default=True, help="Canary lengths to sweep.")
-@click.option("--kinds", default="words", show_default=True, help="Canary kinds: words,tokens.")
-@click.option("--counts", default="32", show_default=True, help="Numbers of canaries to sweep.")
-@click.option("--counterfactuals", "-m", type=int, default=500, show_default=True)
-@click.option("--alpha", type=float, default=0.01, show_default=True)
-@click.option("--corpus-bytes", type=int, default=300_000, show_default=True)
-@click.option("--epochs", type=int, default=3, show_default=True)
-@click.option(
-    "--users-in", type=int, default=20, show_default=True, help="set-inference: in-world users."
-)
-@click.option(
-    "--users-out",
-    type=int,
-    default=100,
+    "--preset",
+    type=click.Choice(["tiny", "demo"]),
+    default="tiny",
     show_default=True,
-    help="set-inference: out-world test users.",
+    help="tiny: 40 kB corpus, 1-layer model; demo: the sizes of `tdp demo` (K=32, L=10, M=500).",
 )
-@click.option(
-    "--k", "k", type=int, default=8, show_default=True, help="set-inference: documents per user."
-)
-@click.option(
-    "--mark",
-    type=click.Choice(["per-document", "per-user"]),
-    default="per-document",
-    show_default=True,
-)
-@click.option(
-    "--repeat",
-    type=int,
-    default=1,
-    show_default=True,
-    help="set-inference: copies of each marked document in training.",
-)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--repeats", "-r", help="Repetitions r, comma-separated (e.g. 1,2,4,8,16).")
+@click.option("--lengths", "-l", help="Canary lengths, comma-separated.")
+@click.option("--kinds", help="Canary kinds, comma-separated: words,tokens.")
+@click.option("--canaries", "-k", help="Canaries per set K, comma-separated.")
+@click.option("--groups", "-g", type=int, help="Planted canary sets (users) per cell.")
+@click.option("--counterfactuals", "-m", type=int, help="M for the rank-sum test.")
+@click.option("--users", type=int, help="Out-world users N for the set-mean test and FPR@100%TPR.")
+@click.option("--alpha", type=float, help="Level for detection rates.")
+@click.option("--seed", help="Seed label (recorded).")
 @click.option(
     "--out",
     "-o",
     type=click.Path(file_okay=False, path_type=Path),
-    default=Path("results/simulate"),
+    default=Path("results/power/latest"),
     show_default=True,
+)
+@click.option(
+    "--work-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path(".tdp-cache/simulate"),
+    show_default=True,
+    help="Where trained models go (not part of the results).",
 )
 @click.option("--progress/--no-progress", default=False)
 @user_errors
 def simulate_cmd(
-    mode,
+    preset,
     repeats,
     lengths,
     kinds,
-    counts,
+    canaries,
+    groups,
     counterfactuals,
+    users,
     alpha,
-    corpus_bytes,
-    epochs,
-    users_in,
-    users_out,
-    k,
-    mark,
-    repeat,
     seed,
     out,
+    work_dir,
     progress,
 ) -> None:
-    """Train tiny models with planted canaries and audit them; resumable (cells cached in OUT)."""
-    from harness.simulate import (
-        SetSimConfig,
-        SimConfig,
-        power_table,
-        run_power,
-        run_set_inference,
-        summary_numbers,
-    )
-    from harness.train import TrainConfig
+    """Train one tiny model per cell with planted canaries; write power curves and a table to OUT.
 
-    train = TrainConfig(epochs=epochs, seed=seed)
-    if mode == "set-inference":
-        res = run_set_inference(
-            SetSimConfig(
-                users_in=users_in,
-                users_out=users_out,
-                k=k,
-                mode=mark,
-                repeat=repeat,
-                alpha=alpha,
-                corpus_bytes=corpus_bytes,
-                seed=seed,
-                train=train,
-            ),
-            out,
-            progress,
-        )
-        click.echo(
-            f"TPR at alpha {alpha}: {res['tpr_at_alpha']:.3f}; FPR at alpha: {res['fpr_at_alpha']:.3f}; "
-            f"FPR@100%TPR: {res['fpr_at_100_tpr']:.3f}; AUC {res['auc']:.3f}"
-        )
-        click.echo(f"report: {out / 'set-inference.md'}")
-        return
-    bad = set(kinds.split(",")) - {"words", "tokens"}
-    if bad:
-        raise click.BadParameter(f"unknown kinds {sorted(bad)}; use words,tokens")
-    cfg = SimConfig(
-        repeats=_ints(repeats),
-        lengths=_ints(lengths),
-        kinds=tuple(kinds.split(",")),
-        counts=_ints(counts),
-        counterfactuals=counterfactuals,
-        alpha=alpha,
-        corpus_bytes=corpus_bytes,
-        seed=seed,
-        train=train,
+    Finished cells (OUT/cells/*.json) are loaded, not retrained: rerun the same command to resume.
+    """
+    from harness.simulate import (
+        DEMO_PRESET,
+        SimulateConfig,
+        Simulation,
+        table_markdown,
+        write_summary,
     )
-    rows = run_power(cfg, out, progress)
-    click.echo(power_table(rows))
-    click.echo(f"summary: {summary_numbers(rows, alpha)}")
-    click.echo(f"report: {out / 'power.md'}")
+
+    config = DEMO_PRESET if preset == "demo" else SimulateConfig()
+    overrides = {
+        "repeats": _ints(repeats) if repeats else None,
+        "lengths": _ints(lengths) if lengths else None,
+        "kinds": tuple(kinds.split(",")) if kinds else None,
+        "canaries": _ints(canaries) if canaries else None,
+        "groups": groups,
+        "counterfactuals": counterfactuals,
+        "out_world_users": users,
+        "alpha": alpha,
+        "seed": seed,
+    }
+    try:
+        config = replace(config, **{k: v for k, v in overrides.items() if v is not None})
+        sim = Simulation(config, out, work_dir, progress)
+        results = sim.run(log=click.echo)
+    except ValueError as e:
+        raise click.ClickException(str(e)) from e
+    command = "tdp " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    write_summary(results, config, out, command)
+    click.echo(table_markdown(results, config))
+    click.echo(f"power curves: {out / 'power.png'}; table: {out / 'table.md'}")
 
 
 def register(group: click.Group) -> None:

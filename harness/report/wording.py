@@ -37,6 +37,14 @@ def null_hypothesis(a: AuditResult) -> str:
         if spec["kind"] == "words"
         else f"{spec['length']} token ids drawn uniformly from the vocabulary of {spec.get('tokenizer')}"
     )
+    r = a.primary.result
+    if r.name == "set-mean":
+        return (
+            f"H0: the model was not trained on this user's {r.k} marks. Each mark is {what}, with "
+            f"secret randomness; the {r.m} out-world users' marks were drawn the same way at audit "
+            "time and never published, so under H0 the user's set and theirs are exchangeable and "
+            "the user's set mean is equally likely to take any rank among the users' set means."
+        )
     return (
         f"H0: the model was not trained on these {a.canary_set.count} canaries. Each canary is "
         f"{what}, with secret randomness; under H0 the model is independent of them, so the "
