@@ -6,12 +6,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import torch
 
 from canaries.canary_set import Plan, new_canary_set, save_canary_set
 from canaries.drbg import derive_seed
 from canaries.generators import words_spec
 from canaries.inject import inject_texts
 from harness.train import TrainConfig, stdlib_docstrings, train_causal_lm, train_tokenizer
+
+# Tiny models run many times faster on one thread than on two contended ones (measured:
+# 1,200 texts scored in 3.4 s vs 101 s on this 2-core machine under load).
+torch.set_num_threads(1)
 
 TINY_TRAIN = TrainConfig(n_layer=1, n_embd=64, n_head=2, block_size=32, epochs=6, batch_size=16, lr=5e-3, warmup_steps=5)
 
