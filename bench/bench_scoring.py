@@ -98,7 +98,9 @@ def timed(fn) -> float:  # noqa: ANN001
     return time.perf_counter() - t
 
 
-def bench_size(size: str, args: argparse.Namespace, peak: float, root: Path) -> tuple[list[Row], dict]:
+def bench_size(
+    size: str, args: argparse.Namespace, peak: float, root: Path
+) -> tuple[list[Row], dict]:
     from harness.backends.hf import HFBackend
 
     rows: list[Row] = []
@@ -152,7 +154,7 @@ def bench_size(size: str, args: argparse.Namespace, peak: float, root: Path) -> 
     ref_flat = np.concatenate([r.reshape(-1) for r in ref])
     tps = tokens / t
     rows.append(Row(size, f"plain batched {args.plain_batch}, full logits", tps, mfu(tps)))
-    del ref
+    ref = None
     gc.collect()
     torch.cuda.empty_cache()
 
@@ -162,13 +164,13 @@ def bench_size(size: str, args: argparse.Namespace, peak: float, root: Path) -> 
     t = timed(lambda: got.extend(be.token_logprobs_ids(encoded)))
     diff = float(np.abs(np.concatenate(got) - ref_flat).max())
     tps = tokens / t
-    rows.append(Row(size, f"hf fast path (eager, bs {args.batch}, chunk {args.chunk})", tps, mfu(tps),
-                    f"max|diff| vs plain {diff:.2e}"))
+    rows.append(Row(size, f"hf fast path (eager, bs {args.batch}, chunk {args.chunk})", tps,
+                    mfu(tps), f"max|diff| vs plain {diff:.2e}"))
     info["fast_eager_maxdiff"] = diff
     t = timed(lambda: be.vocab_stats_ids(encoded))
     tps = tokens / t
     rows.append(Row(size, "hf fast path vocab_stats (Min-K%++ mu, sigma^2; eager)", tps, mfu(tps)))
-    del be, model, got
+    be = model = got = None
     gc.collect()
     torch.cuda.empty_cache()
 
@@ -187,7 +189,7 @@ def bench_size(size: str, args: argparse.Namespace, peak: float, root: Path) -> 
             rows.append(Row(size, f"hf fast path + compile {mode}", tps, mfu(tps),
                             f"compile {tc:.0f} s (apart); max|diff| vs plain {diff:.2e}"))
             info[f"compile_s_{mode}"] = tc
-            del bc, got
+            bc = got = None
         except Exception as e:  # one failing mode must not lose the other rows
             rows.append(Row(size, f"hf fast path + compile {mode}", float("nan"), float("nan"),
                             f"failed: {type(e).__name__}: {str(e)[:80]}"))
@@ -236,11 +238,13 @@ def main() -> None:
             print(f"[{size}] done: {info}", flush=True)
     header = (f"device: {dev}; torch {torch.__version__}, transformers {transformers.__version__}; "
               f"bf16 peak (8192^3 matmul) {peak:.0f} TFLOP/s; {args.n} x {args.length}-token seqs")
-    lines = [header, "", "| model | params | path | tokens/s | MFU | note |", "|---|---|---|---|---|---|"]
+    lines = [header, "", "| model | params | path | tokens/s | MFU | note |",
+             "|---|---|---|---|---|---|"]
     for r in rows:
         tps = "n/a" if np.isnan(r.tok_s) else f"{r.tok_s:,.0f}"
         m = "n/a" if np.isnan(r.mfu) else f"{r.mfu:.3f}"
-        lines.append(f"| {r.model} | {infos[r.model]['params'] / 1e6:.0f}M | {r.path} | {tps} | {m} | {r.note} |")
+        params = f"{infos[r.model]['params'] / 1e6:.0f}M"
+        lines.append(f"| {r.model} | {params} | {r.path} | {tps} | {m} | {r.note} |")
     print("\n".join(lines), flush=True)
     with open(args.json, "w") as f:
         json.dump({"header": header, "rows": [asdict(r) for r in rows], "info": infos,

@@ -84,7 +84,9 @@ def min_k_pp_score(x: ScoreInputs, k: float = 0.2) -> float:
     mu = np.asarray(x.vocab_mean, dtype=np.float64)
     var = np.asarray(x.vocab_var, dtype=np.float64)
     if mu.shape != lp.shape or var.shape != lp.shape:
-        raise ScoreError(f"vocab stats shapes {mu.shape}, {var.shape} differ from log-probs {lp.shape}")
+        raise ScoreError(
+            f"vocab stats shapes {mu.shape}, {var.shape} differ from log-probs {lp.shape}"
+        )
     if np.any(var <= 0) or not np.all(np.isfinite(var)):
         raise ScoreError("min_k_pp: a position has zero or non-finite log-prob variance")
     z = np.sort((lp - mu) / np.sqrt(var))

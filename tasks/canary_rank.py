@@ -59,7 +59,11 @@ def run(ctx: AuditContext, config: CanaryRankConfig) -> AuditResult:
         and ("reference" not in SCORES[s].needs or ctx.reference is not None)
         and ("vocab_stats" not in SCORES[s].needs or supports_vocab_stats(ctx.backend))
     ]
-    options = {"min_k": {"k": config.min_k}, "min_k_pp": {"k": config.min_k}, **({plan.score: plan.score_options} if plan.score_options else {})}
+    options = {
+        "min_k": {"k": config.min_k},
+        "min_k_pp": {"k": config.min_k},
+        **({plan.score: plan.score_options} if plan.score_options else {}),
+    }
     rows = score_texts(
         [t for _, _, t in items],
         ctx.backend,
@@ -81,7 +85,10 @@ def run(ctx: AuditContext, config: CanaryRankConfig) -> AuditResult:
     notes = []
     skipped = [s for s in config.secondary if s not in names and s != plan.score]
     if skipped:
-        notes.append(f"secondary scores not computed (need a reference model, vocab stats, or unknown): {skipped}")
+        notes.append(
+            "secondary scores not computed (need a reference model, vocab stats, or unknown): "
+            f"{skipped}"
+        )
     return AuditResult(
         title=f"canary-rank: {ctx.model_spec}",
         role="audit",

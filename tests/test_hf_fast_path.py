@@ -31,7 +31,9 @@ def model_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def fast(model_dir) -> HFBackend:
     # tiny batches and chunks so that padding, several batches and several chunks all occur
-    return HFBackend(str(model_dir), dtype="float32", batch_size=4, max_batch_tokens=64, chunk_rows=7)
+    return HFBackend(
+        str(model_dir), dtype="float32", batch_size=4, max_batch_tokens=64, chunk_rows=7
+    )
 
 
 def direct(b: HFBackend, text: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -68,7 +70,8 @@ def test_batches_respect_row_and_token_limits(fast):
     assert sorted(i for b in batches for i in b) == list(range(len(encoded)))
     for b in batches:
         width = max(len(encoded[i]) for i in b)
-        assert len(b) <= fast.batch_size and (len(b) == 1 or len(b) * width <= fast.max_batch_tokens)
+        assert len(b) <= fast.batch_size
+        assert len(b) == 1 or len(b) * width <= fast.max_batch_tokens
         assert len(encoded[b[0]]) == width  # longest first: the batch's width is its first row
 
 
@@ -90,9 +93,8 @@ def test_vocab_stats_are_expectations_under_the_model(fast):
 
 def test_min_k_pp_matches_a_direct_computation(fast):
     k = 0.3
-    rows = score_texts(
-        list(TEXTS), fast, ScoringRequest(scores=("min_k_pp",), options={"min_k_pp": {"k": k}}), SEED
-    )
+    request = ScoringRequest(scores=("min_k_pp",), options={"min_k_pp": {"k": k}})
+    rows = score_texts(list(TEXTS), fast, request, SEED)
     for text, row in zip(TEXTS, rows, strict=True):
         lp, mu, var = direct(fast, text)
         z = np.sort((lp - mu) / np.sqrt(var))

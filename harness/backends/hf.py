@@ -105,7 +105,9 @@ class HFBackend:
         if compile is True:
             compile = "default"
         if compile is not False and compile not in COMPILE_MODES:
-            raise BackendError(f"compile must be false, true or one of {COMPILE_MODES}, got {compile!r}")
+            raise BackendError(
+                f"compile must be false, true or one of {COMPILE_MODES}, got {compile!r}"
+            )
         for opt, val in (("batch_size", batch_size), ("max_batch_tokens", max_batch_tokens),
                          ("chunk_rows", chunk_rows)):
             if int(val) < 1:
@@ -194,7 +196,8 @@ class HFBackend:
         cur: list[int] = []
         for i in order:
             width = len(encoded[cur[0]]) if cur else len(encoded[i])
-            if cur and (len(cur) >= self.batch_size or (len(cur) + 1) * width > self.max_batch_tokens):
+            too_wide = (len(cur) + 1) * width > self.max_batch_tokens
+            if cur and (len(cur) >= self.batch_size or too_wide):
                 batches.append(cur)
                 cur = []
             cur.append(i)
@@ -247,7 +250,9 @@ class HFBackend:
         var = (p * (logp - mu[:, None]).square()).sum(-1)
         return lp, mu, var
 
-    def _score(self, encoded: Sequence[list[int]], stats: bool) -> tuple[list[np.ndarray], list[VocabStats]]:
+    def _score(
+        self, encoded: Sequence[list[int]], stats: bool
+    ) -> tuple[list[np.ndarray], list[VocabStats]]:
         """Target log-probs (and, if `stats`, vocab statistics) for token-id sequences."""
         lp_out: list[np.ndarray | None] = [None] * len(encoded)
         vs_out: list[VocabStats | None] = [None] * len(encoded)
@@ -281,7 +286,7 @@ class HFBackend:
                 n = len(encoded[i]) - 1
                 lp_out[i] = flat[pos : pos + n]
                 if stats:
-                    vs_out[i] = VocabStats(mean_logp=mus[pos : pos + n], var_logp=vars_[pos : pos + n])
+                    vs_out[i] = VocabStats(mus[pos : pos + n], vars_[pos : pos + n])
                 pos += n
         return [x for x in lp_out if x is not None], [x for x in vs_out if x is not None]
 
