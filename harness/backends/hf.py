@@ -179,6 +179,10 @@ class HFBackend:
             and not transforms
         )
         self._trunk, self._head = (trunk, head) if self._chunked else (None, None)
+        if trunk is not None and hasattr(trunk, "warn_if_padding_and_no_attention_mask"):
+            # scoring passes no mask on purpose (right padding, causal: see _forward_positions);
+            # silence transformers' one-time "pass an attention_mask" advice for that reason
+            trunk.warn_if_padding_and_no_attention_mask = lambda *_: None
         self.attn_implementation = getattr(cfg, "_attn_implementation", None)
         if self.compile_mode is not None:
             if not self._chunked:
