@@ -23,6 +23,7 @@ class ScoreInputs:
     text: str
     logprobs: np.ndarray
     ref_logprobs: np.ndarray | None = None
+    #: per token, E_{z~p}[log p(z | prefix)] and Var_{z~p}[log p(z | prefix)] (VocabStats)
     vocab_mean: np.ndarray | None = None
     vocab_var: np.ndarray | None = None
 
@@ -63,6 +64,36 @@ def min_k_score(x: ScoreInputs, k: float = 0.2) -> float:
     return float(lp[:n].mean())
 
 
+def min_k_pp_score(x: ScoreInputs, k: float = 0.2) -> float:
+    """Min-K%++ (Zhang et al. 2024): mean of the lowest k fraction of (log p(x_t) - mu_t) / sigma_t.
+
+    mu_t and sigma_t^2 are the mean and variance of log p(z | x_<t) for z drawn from the
+    model's own next-token distribution, so each token is scored by how far it sits above the
+    model's typical log-prob at that position (training pushes members toward local maxima).
+    Larger = more member-like. Positions where the next-token distribution is a point mass
+    (sigma_t = 0) have no defined z-score and are an error.
+    """
+    if not 0 < k <= 1:
+        raise ScoreError(f"min_k_pp fraction k must be in (0, 1], got {k}")
+    if x.vocab_mean is None or x.vocab_var is None:
+        raise ScoreError(
+            "min_k_pp needs per-position vocabulary statistics (vocab_stats), which this "
+            "backend does not provide; use the hf backend"
+        )
+    lp = _check(x.logprobs)
+    mu = np.asarray(x.vocab_mean, dtype=np.float64)
+    var = np.asarray(x.vocab_var, dtype=np.float64)
+    if mu.shape != lp.shape or var.shape != lp.shape:
+        raise ScoreError(
+            f"vocab stats shapes {mu.shape}, {var.shape} differ from log-probs {lp.shape}"
+        )
+    if np.any(var <= 0) or not np.all(np.isfinite(var)):
+        raise ScoreError("min_k_pp: a position has zero or non-finite log-prob variance")
+    z = np.sort((lp - mu) / np.sqrt(var))
+    n = max(1, int(np.ceil(k * z.size)))
+    return float(z[:n].mean())
+
+
 def ref_ratio_score(x: ScoreInputs) -> float:
     """Reference ratio: mean log-prob under target minus under reference.
 
@@ -88,6 +119,9 @@ SCORES: dict[str, ScoreFunction] = {
         ScoreFunction("perplexity", perplexity_score, doc="-perplexity"),
         ScoreFunction("zlib", zlib_score, doc="log-prob per zlib byte"),
         ScoreFunction("min_k", min_k_score, doc="Min-K% (k=0.2)"),
+        ScoreFunction(
+            "min_k_pp", min_k_pp_score, frozenset({"vocab_stats"}), "Min-K%++ (k=0.2)"
+        ),
         ScoreFunction("ref_ratio", ref_ratio_score, frozenset({"reference"}), "log ppl_ref - log ppl"),
     )
 }

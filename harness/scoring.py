@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from canaries.drbg import HashDRBG
-from harness.backends.base import Backend
+from harness.backends.base import Backend, VocabStats, supports_vocab_stats
 from harness.cache import DEFAULT_CHUNK_TEXTS, CacheStats, ScoreCache, text_key
 from harness.scores import ScoreError, ScoreInputs, compute_score, get_score
 
@@ -103,6 +103,19 @@ def logprobs_shuffled(
     return [got[k] for k in keys]
 
 
+def _vocab_stats_shuffled(backend: Backend, texts: Sequence[str], seed: bytes) -> list[VocabStats]:
+    """Vocabulary statistics (Min-K%++) in the same seeded order as the log-probs."""
+    order = list(range(len(texts)))
+    HashDRBG(seed, "scoring-order").shuffle(order)
+    got = backend.vocab_stats([texts[i] for i in order])  # type: ignore[attr-defined]
+    if len(got) != len(texts):
+        raise RuntimeError(f"backend returned {len(got)} vocab stats for {len(texts)} texts")
+    out: list[VocabStats | None] = [None] * len(texts)
+    for pos, i in enumerate(order):
+        out[i] = got[pos]
+    return [v for v in out if v is not None]
+
+
 def score_texts(
     texts: Sequence[str],
     backend: Backend,
@@ -115,18 +128,28 @@ def score_texts(
     for name in request.scores:
         if "reference" in get_score(name).needs and reference is None:
             raise ScoreError(f"score {name!r} needs a reference model (--reference)")
+        if "vocab_stats" in get_score(name).needs and not supports_vocab_stats(backend):
+            raise ScoreError(
+                f"score {name!r} needs per-position vocabulary statistics, which the "
+                f"{backend.name} backend does not provide (use the hf backend)"
+            )
     target_lp = logprobs_shuffled(backend, texts, seed, cache, "target")
     ref_lp = (
         logprobs_shuffled(reference, texts, seed, cache, "reference")
         if reference is not None
         else None
     )
+    vstats = None
+    if any("vocab_stats" in get_score(n).needs for n in request.scores):
+        vstats = _vocab_stats_shuffled(backend, texts, seed)
     rows = []
     for i, text in enumerate(texts):
         x = ScoreInputs(
             text=text,
             logprobs=target_lp[i],
             ref_logprobs=ref_lp[i] if ref_lp is not None else None,
+            vocab_mean=vstats[i].mean_logp if vstats is not None else None,
+            vocab_var=vstats[i].var_logp if vstats is not None else None,
         )
         rows.append(
             {name: compute_score(name, x, **request.options.get(name, {})) for name in request.scores}

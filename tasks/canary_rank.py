@@ -12,6 +12,7 @@ import numpy as np
 from canaries.drbg import HashDRBG
 from canaries.generators import draw_canaries
 from harness.audit import AuditContext
+from harness.backends.base import supports_vocab_stats
 from harness.provenance import now
 from harness.registry import Task
 from harness.results import AuditResult, ItemScores, NamedTest
@@ -19,7 +20,7 @@ from harness.scores import SCORES
 from harness.scoring import ScoringRequest, score_texts
 from harness.stats import counterfactuals_needed, run_statistic
 
-DEFAULT_SECONDARY = ("loss", "zlib", "min_k", "ref_ratio")
+DEFAULT_SECONDARY = ("loss", "zlib", "min_k", "min_k_pp", "ref_ratio")
 
 
 @dataclass(frozen=True)
@@ -59,8 +60,13 @@ def run(ctx: AuditContext, config: CanaryRankConfig) -> AuditResult:
         if s != plan.score
         and s in SCORES
         and ("reference" not in SCORES[s].needs or ctx.reference is not None)
+        and ("vocab_stats" not in SCORES[s].needs or supports_vocab_stats(ctx.backend))
     ]
-    options = {"min_k": {"k": config.min_k}, **({plan.score: plan.score_options} if plan.score_options else {})}
+    options = {
+        "min_k": {"k": config.min_k},
+        "min_k_pp": {"k": config.min_k},
+        **({plan.score: plan.score_options} if plan.score_options else {}),
+    }
     rows = score_texts(
         [t for _, _, t in items],
         ctx.backend,
@@ -83,7 +89,10 @@ def run(ctx: AuditContext, config: CanaryRankConfig) -> AuditResult:
     notes = []
     skipped = [s for s in config.secondary if s not in names and s != plan.score]
     if skipped:
-        notes.append(f"secondary scores not computed (need a reference model or unknown): {skipped}")
+        notes.append(
+            "secondary scores not computed (need a reference model, vocab stats, or unknown): "
+            f"{skipped}"
+        )
     return AuditResult(
         title=f"canary-rank: {ctx.model_spec}",
         role="audit",

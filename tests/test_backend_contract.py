@@ -80,16 +80,7 @@ def test_batch_independence_and_order(backend):
 
 
 @pytest.mark.parametrize("n,temperature", [(1, 0.0), (3, 0.0), (3, 1.0)])
-def test_generate_returns_n_strings_per_prompt(backend, n, temperature, request):
-    if backend.name == "hf" and n > 1 and temperature == 0:
-        request.applymarker(
-            pytest.mark.xfail(
-                raises=ValueError,
-                strict=False,
-                reason="HFBackend.generate passes num_return_sequences=n to greedy generate, which "
-                "transformers rejects; the fix belongs in harness/backends/hf.py",
-            )
-        )
+def test_generate_returns_n_strings_per_prompt(backend, n, temperature):
     prompts = ["The quick brown", "Return the number", "x"]
     out = backend.generate(prompts, max_new_tokens=4, n=n, temperature=temperature, seed=3)
     assert len(out) == len(prompts)

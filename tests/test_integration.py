@@ -29,5 +29,6 @@ def test_reference_ratio_is_reported_as_secondary(tiny_world):
     )
     secondary = {t.score: t for t in result.tests if not t.primary}
     assert "ref_ratio" in secondary and "zlib" in secondary and "min_k" in secondary
+    assert "min_k_pp" in secondary  # the hf backend gives vocab_stats
     assert secondary["ref_ratio"].result.pvalue < 1e-3
     assert [t.score for t in result.tests if t.primary] == ["loss"]

@@ -58,10 +58,15 @@ class Fingerprint:
 
 @dataclass(frozen=True)
 class VocabStats:
-    """Per scored position: mean and variance of log p(v | prefix) over the vocabulary."""
+    """Per scored position t: mean and variance of log p(z | x_<t) for z ~ p(. | x_<t).
 
-    mean: np.ndarray
-    var: np.ndarray
+    The expectation is under the model's own next-token distribution (Min-K%++'s mu_t and
+    sigma_t^2, Zhang et al. 2024), not a uniform average over the vocabulary:
+    mean_logp = sum_z p(z) log p(z) (minus the entropy), var_logp = sum_z p(z) (log p(z) - mean)^2.
+    """
+
+    mean_logp: np.ndarray
+    var_logp: np.ndarray
 
 
 @runtime_checkable
