@@ -293,19 +293,25 @@ def poisson_binomial_sf(n: int, probs: Sequence[float]) -> float:
     return min(1.0, float(dist[n:].sum()) * (1 + 1e-9))
 
 
+def binomial_tail_exact(x: int, n: int, q: int) -> float:
+    """P(Binomial(n, 1/q) >= x), counted in integers and rounded up by FLOAT_ROUND_UP relative."""
+    if x <= 0:
+        return 1.0
+    num = sum(math.comb(n, j) * (q - 1) ** (n - j) for j in range(x, n + 1))
+    return min(1.0, num / q**n * (1 + FLOAT_ROUND_UP))
+
+
 def rank_first_count_test(
     canary_scores: Sequence[float], counterfactual_scores: Sequence[float]
 ) -> TestResult:
     """Number of canaries ranked first in their own pool; under H0 at most Binomial(K, 1/(M+1))."""
-    from scipy.stats import binom
-
     c = _iv_scores("canary_scores", canary_scores)
     z = _iv_scores("counterfactual_scores", counterfactual_scores)
     pools = split_pools(z, c.size)
     ranks = [rank_against(float(ci), pi) for ci, pi in zip(c, pools, strict=True)]
     m = pools[0].size
     firsts = sum(r == 1 for r in ranks)
-    p = float(binom.sf(firsts - 1, c.size, 1 / (m + 1))) if firsts > 0 else 1.0
+    p = binomial_tail_exact(firsts, c.size, m + 1)
     return TestResult(
         name="rank-first-count",
         statistic=float(firsts),

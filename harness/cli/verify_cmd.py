@@ -23,7 +23,13 @@ from harness.cli.errors import user_errors
 @click.option(
     "--model", help="Model spec for --rescore (default: the spec recorded in the report)."
 )
-@click.option("--rescore-seed", type=int, default=0, show_default=True)
+@click.option(
+    "--rescore-seed",
+    type=int,
+    default=None,
+    help="Seed that picks the re-scored items (default: fresh randomness, so whoever wrote the "
+    "report cannot know which items will be checked; give one only to reproduce a check).",
+)
 @click.option(
     "--tolerance",
     type=float,
@@ -33,8 +39,14 @@ from harness.cli.errors import user_errors
 @user_errors
 def verify_cmd(report, canary_file, rescore, model, rescore_seed, tolerance) -> None:
     """Check REPORT (report.json or its folder) from its own data; one verdict per check."""
+    import secrets
+
     from harness.results import load_report
     from harness.verify import RESCORE_ATOL, verify_report
+
+    if rescore and rescore_seed is None:
+        rescore_seed = secrets.randbits(63)
+        click.echo(f"rescore seed: {rescore_seed} (pass --rescore-seed to repeat this check)")
 
     checks = verify_report(
         load_report(report),
