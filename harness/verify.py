@@ -235,9 +235,21 @@ def check_rescore(
     )
 
 
+def _commitments(paths: list[Path]) -> tuple[dict[str, Path], list[Check]]:
+    """Commitment -> file for the canary files given; a file that does not load is a FAIL."""
+    out: dict[str, Path] = {}
+    failed: list[Check] = []
+    for p in paths:
+        try:
+            out[load_canary_set(p).commitment] = p
+        except CanarySetError as e:
+            failed.append(Check("report", "canary file", "FAIL", str(e)))
+    return out, failed
+
+
 def verify_report(
     report: Report,
-    canaries: str | Path | None = None,
+    canaries: str | Path | list[str | Path] | None = None,
     rescore: int = 0,
     model: str | None = None,
     rescore_seed: int = 0,
@@ -279,16 +291,22 @@ def verify_report(
         )
     elif report.holm_adjusted is not None:
         checks.append(Check("report", "holm", "FAIL", "Holm adjustment present for a single claim"))
+    given = [Path(c) for c in ([canaries] if isinstance(canaries, str | Path) else canaries or [])]
+    by_commitment, unreadable = _commitments(given)
+    checks += unreadable
+    several_sets = len({a.canary_set.commitment for a in report.audits}) > 1
     for a in report.audits:
         title = a.title
         cs, why = None, ""
-        path = Path(canaries) if canaries else Path(a.canary_set.path)
+        path = by_commitment.get(a.canary_set.commitment)
+        if path is None:  # one set in the report: the file in hand must be its file
+            path = given[0] if given and not several_sets else Path(a.canary_set.path)
         try:
             cs = load_canary_set(path)
         except CanarySetError as e:
             why = (
                 str(e)
-                if canaries or path.exists()
+                if given or path.exists()
                 else f"canary file {path} not found (pass --canaries)"
             )
         for name, fn in (

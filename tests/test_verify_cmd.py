@@ -13,7 +13,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from canaries.canary_set import Plan, new_canary_set, save_canary_set
+from canaries.canary_set import Plan, load_canary_set, new_canary_set, save_canary_set
 from canaries.generators import words_spec
 from harness.audit import AuditContext, audit_digest, make_report, run_audit
 from harness.backends.hf import HFBackend
@@ -169,3 +169,29 @@ def test_rescore_detects_a_different_model(real_report, tmp_path):
     other = tiny_model(tmp_path, corpus_bytes=30_000)
     checks = verify_report(Report.from_dict(d), cfile, rescore=3, model=f"hf:{other}")
     assert [c.verdict for c in checks if c.name == "rescore"] == ["FAIL"]
+
+
+def test_report_over_two_canary_sets_takes_one_file_per_commitment(
+    real_report, tmp_path, tmp_path_factory
+):
+    root, cfile, _ = real_report
+    model = tiny_model(tmp_path_factory.getbasetemp() / "tiny-models")
+    other, seed = new_canary_set(words_spec(6), 4, Plan(counterfactuals=30, alpha=0.05), b"w" * 32)
+    ofile = save_canary_set(other, tmp_path / "other.json", seed)
+    backend = HFBackend(str(model))
+    audits = [
+        run_audit(
+            "canary-rank",
+            AuditContext(cs, str(f), backend, f"hf:{model}", progress=False),
+            title=title,
+        )
+        for title, cs, f in (("set A", load_canary_set(cfile), cfile), ("set B", other, ofile))
+    ]
+    report = make_report("two sets", audits)
+    assert {c.verdict for c in verify_report(report, [cfile, ofile])} <= {"ok", "skip"}
+    # the file in hand for the first set must not be taken for the second one's
+    tampered = json.loads(json.dumps(report.to_dict()))
+    tampered["audits"][1]["canary_set"]["commitment"] = load_canary_set(cfile).commitment
+    failed = {(c.audit, c.name) for c in verify_report(Report.from_dict(tampered), [cfile, ofile])
+              if c.verdict == "FAIL"}
+    assert ("set B", "canary file") in failed and not any(a == "set A" for a, _ in failed)

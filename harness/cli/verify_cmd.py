@@ -15,7 +15,9 @@ from harness.cli.errors import user_errors
     "--canaries",
     "canary_file",
     type=click.Path(path_type=Path),
-    help="The committed canary file (default: the path recorded in the report).",
+    multiple=True,
+    help="A committed canary file (repeatable: each audit is checked against the file with "
+    "its commitment; default: the path recorded in the report).",
 )
 @click.option(
     "--rescore", type=int, default=0, show_default=True, help="Re-score N random items per audit."
@@ -50,7 +52,7 @@ def verify_cmd(report, canary_file, rescore, model, rescore_seed, tolerance) -> 
 
     checks = verify_report(
         load_report(report),
-        canary_file,
+        list(canary_file),
         rescore,
         model,
         rescore_seed,
