@@ -313,12 +313,10 @@ def default_null_model(cache_dir: str | Path, progress: bool = True) -> str:
     It never saw any generator draw, so every audit against it is a null audit.
     """
     from harness.demo import DemoConfig
-    from harness.train import stdlib_docstrings, train_causal_lm, train_tokenizer
+    from harness.tiny import tiny_model
 
-    out = Path(cache_dir) / "null-model-v1"
-    if not (out / "tdp_training.json").exists():
-        cfg = DemoConfig()
-        docs = stdlib_docstrings(cfg.corpus_bytes)
-        tok = train_tokenizer(docs, cfg.vocab_size)
-        train_causal_lm(docs, tok, cfg.train, out, progress=progress, desc="train null model")
+    cfg = DemoConfig()
+    out = tiny_model(
+        cache_dir, cfg.corpus_bytes, cfg.vocab_size, cfg.train, progress=progress
+    )
     return f"hf:{out}"
