@@ -29,14 +29,20 @@ class ScoringRequest:
     options: dict[str, dict[str, float]]
 
 
+def scoring_order(n: int, seed: bytes) -> list[int]:
+    """The seeded random order in which texts are scored (blind to which is a canary)."""
+    order = list(range(n))
+    HashDRBG(seed, "scoring-order").shuffle(order)
+    return order
+
+
 def shuffled_chunks(texts: Sequence[str], seed: bytes, chunk_texts: int) -> list[list[int]]:
     """Indices of the distinct texts in seeded random order, cut into chunks of `chunk_texts`.
 
     The order depends only on the seed and the number of texts, never on which text is a
     canary, so batch composition is blind to identity. A repeated text is scored once.
     """
-    order = list(range(len(texts)))
-    HashDRBG(seed, "scoring-order").shuffle(order)
+    order = scoring_order(len(texts), seed)
     seen: set[str] = set()
     unique = []
     for i in order:
@@ -105,8 +111,7 @@ def logprobs_shuffled(
 
 def _vocab_stats_shuffled(backend: Backend, texts: Sequence[str], seed: bytes) -> list[VocabStats]:
     """Vocabulary statistics (Min-K%++) in the same seeded order as the log-probs."""
-    order = list(range(len(texts)))
-    HashDRBG(seed, "scoring-order").shuffle(order)
+    order = scoring_order(len(texts), seed)
     got = backend.vocab_stats([texts[i] for i in order])  # type: ignore[attr-defined]
     if len(got) != len(texts):
         raise RuntimeError(f"backend returned {len(got)} vocab stats for {len(texts)} texts")
