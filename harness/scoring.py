@@ -18,7 +18,7 @@ import numpy as np
 from canaries.drbg import HashDRBG
 from harness.backends.base import Backend, VocabStats, supports_vocab_stats
 from harness.cache import DEFAULT_CHUNK_TEXTS, CacheStats, ScoreCache, text_key
-from harness.scores import ScoreError, ScoreInputs, compute_score, get_score
+from harness.stats.scores import ScoreError, ScoreInputs, compute_score, get_score
 
 
 @dataclass(frozen=True)

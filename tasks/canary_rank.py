@@ -16,7 +16,7 @@ from harness.backends.base import supports_vocab_stats
 from harness.provenance import now
 from harness.registry import Task
 from harness.results import AuditResult, ItemScores, NamedTest
-from harness.scores import SCORES
+from harness.stats.scores import SCORES
 from harness.scoring import ScoringRequest, score_texts
 from harness.stats import counterfactuals_needed, run_statistic
 

@@ -24,8 +24,8 @@ from canaries.drbg import derive_seed
 from canaries.generators import GeneratorSpec, load_tokenizer
 from harness.audit import AuditContext
 from harness.backends.base import Backend
-from harness.extraction_stats import count_matches, extraction_test
-from harness.overlap import overlap
+from harness.stats.extraction import count_matches, extraction_test
+from harness.stats.overlap import overlap
 from harness.provenance import now
 from harness.registry import Task
 from harness.results import AuditResult, ItemScores, NamedTest

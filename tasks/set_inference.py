@@ -22,7 +22,7 @@ from harness.audit import AuditContext
 from harness.provenance import now
 from harness.registry import Task, TaskError
 from harness.results import AuditResult, ItemScores, NamedTest
-from harness.scores import SCORES
+from harness.stats.scores import SCORES
 from harness.scoring import ScoringRequest, score_texts
 from harness.stats import set_mean_test
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from scipy.stats import binom
 
-from harness.extraction_stats import (
+from harness.stats.extraction import (
     EXACT_TRIALS,
     best_of_n_tail,
     count_matches,

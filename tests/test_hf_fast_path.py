@@ -16,7 +16,7 @@ from tiny_lm import TEXTS, tiny_lm_dir
 
 from harness.backends.base import BackendError, supports_vocab_stats
 from harness.backends.hf import HFBackend
-from harness.scores import SCORES, ScoreError, ScoreInputs, compute_score
+from harness.stats.scores import SCORES, ScoreError, ScoreInputs, compute_score
 from harness.scoring import ScoringRequest, score_texts
 
 TOL = 1e-5

@@ -8,7 +8,7 @@ import zlib
 import numpy as np
 import pytest
 
-from harness.scores import SCORES, ScoreError, ScoreInputs, compute_score, get_score
+from harness.stats.scores import SCORES, ScoreError, ScoreInputs, compute_score, get_score
 
 LP = np.log(np.array([0.5, 0.25, 0.125, 0.5]))
 

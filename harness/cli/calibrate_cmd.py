@@ -82,7 +82,7 @@ def calibrate_cmd(
         table_markdown,
         write_calibration,
     )
-    from harness.scores import get_score
+    from harness.stats.scores import get_score
 
     get_score(score)
     try:

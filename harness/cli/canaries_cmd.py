@@ -33,7 +33,7 @@ def new_cmd(kind, count, length, prefix_length, tokenizer, wordlist, score, stat
     """Draw K secret random canaries and commit to them with a pre-registered plan."""
     from canaries.canary_set import Plan, new_canary_set, save_canary_set, secret_path
     from canaries.generators import tokens_spec, words_spec
-    from harness.scores import get_score
+    from harness.stats.scores import get_score
 
     if out.exists() and not force:
         raise click.ClickException(f"{out} exists; refusing to overwrite a canary set (use --force)")

@@ -16,7 +16,7 @@ from harness.backends import BackendError, ModelSpecError
 from harness.cache import CacheError
 from harness.registry import TaskError
 from harness.results import ReportError
-from harness.scores import ScoreError
+from harness.stats.scores import ScoreError
 from harness.stats import PlanViolation
 
 USER_ERRORS: tuple[type[Exception], ...] = (

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import gammaln, logsumexp
 
-from harness.stats import TestResult
+from harness.stats.result import TestResult
 
 #: exact integer arithmetic up to this many Bernoulli trials, log-gamma arithmetic beyond
 EXACT_TRIALS = 3000
