@@ -10,6 +10,7 @@ import click
 
 from canaries.canary_set import CanarySetError
 from canaries.corpus import CorpusError
+from canaries.files import OutputError
 from canaries.generators import GeneratorError
 from canaries.wordlist import WordlistError
 from harness.backends import BackendError, ModelSpecError
@@ -22,6 +23,7 @@ from harness.stats import PlanViolation
 USER_ERRORS: tuple[type[Exception], ...] = (
     CanarySetError,
     CorpusError,
+    OutputError,
     GeneratorError,
     WordlistError,
     BackendError,
