@@ -1,4 +1,4 @@
-"""Safe writes: atomic files with their mode from the start, no writing through links, folder swaps."""
+"""Safe writes: atomic files with their final mode, no writing through links, folder swaps."""
 
 from __future__ import annotations
 

@@ -17,8 +17,8 @@ from harness.backends import BackendError, ModelSpecError
 from harness.cache import CacheError
 from harness.registry import TaskError
 from harness.results import ReportError
-from harness.stats.scores import ScoreError
 from harness.stats import PlanViolation
+from harness.stats.scores import ScoreError
 
 USER_ERRORS: tuple[type[Exception], ...] = (
     CanarySetError,

@@ -1,1 +1,1 @@
-"""Protocol v2: commitments whose time is proven (RFC 3161) and canaries chosen by public randomness (drand)."""
+"""Protocol v2: commitments with a proven time (RFC 3161), canaries chosen by public randomness."""
