@@ -69,7 +69,11 @@ def _is_ca(cert: x509.Certificate) -> bool:
 
 
 def check_timestamping_eku(cert: x509.Certificate) -> None:
-    """RFC 3161 2.3: the TSA certificate has exactly one, critical, EKU: id-kp-timeStamping."""
+    """RFC 3161 2.3: the TSA certificate's EKU is critical and holds id-kp-timeStamping.
+
+    (That it holds nothing else, as 2.3 also asks, OpenSSL's timestamp-signing purpose check
+    enforces inside rfc3161-client's signature verification.)
+    """
     try:
         eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage)
     except x509.ExtensionNotFound:
