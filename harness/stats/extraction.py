@@ -27,21 +27,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 from scipy.special import gammaln, logsumexp
 
 from harness.stats.result import TestResult
+from harness.stats.tails import LN10, ROUND_UP, Tail, binomial_tail
 
 #: exact integer arithmetic up to this many Bernoulli trials, log-gamma arithmetic beyond
 EXACT_TRIALS = 3000
-#: relative safety margin added to every float result (covers float rounding, see tests)
-ROUND_UP = 1e-9
 #: extra log10 margin on the log-gamma path (relative 2.3e-6, far above its rounding error)
 LGAMMA_MARGIN_LOG10 = 1e-6
-LN10 = math.log(10.0)
-TINY = math.nextafter(0.0, 1.0)
 
 INDEPENDENCE = (
     "under H0 each continuation is a function of the public prefix, the model and sampling "
@@ -60,21 +56,6 @@ DISTINCT = (
 )
 
 
-@dataclass(frozen=True)
-class Tail:
-    """An upper-tail probability held as log10 (exact to float precision) with its float value."""
-
-    log10: float
-
-    @property
-    def p(self) -> float:
-        """The float p-value, rounded up and floored at the smallest positive float."""
-        if self.log10 >= 0:
-            return 1.0
-        v = 10.0**self.log10 * (1 + ROUND_UP)
-        return min(1.0, max(v, TINY))
-
-
 def _iv_counts(name: str, x: int, n: int) -> None:
     if not 0 <= x <= n:
         raise ValueError(f"{name} must be in [0, {n}], got {x}")
@@ -83,10 +64,6 @@ def _iv_counts(name: str, x: int, n: int) -> None:
 def _iv_alphabet(alphabet_size: int) -> None:
     if alphabet_size < 2:
         raise ValueError(f"alphabet_size must be >= 2, got {alphabet_size}")
-
-
-def _log10_int(v: int) -> float:
-    return -math.inf if v == 0 else math.log10(v)
 
 
 def match_count_tail(x: int, trials: int, alphabet_size: int) -> Tail:
@@ -103,13 +80,7 @@ def match_count_tail(x: int, trials: int, alphabet_size: int) -> Tail:
         return Tail(0.0)
     a, n = alphabet_size, trials
     if n <= EXACT_TRIALS:
-        term = math.comb(n, x) * (a - 1) ** (n - x)
-        num = 0
-        for k in range(x, n + 1):
-            num += term
-            if k < n:  # C(n,k+1)(a-1)^(n-k-1) from C(n,k)(a-1)^(n-k), exactly
-                term = term * (n - k) // ((k + 1) * (a - 1))
-        return Tail(_log10_int(num) - n * math.log10(a))
+        return binomial_tail(x, n, a)
     k = np.arange(x, n + 1, dtype=np.float64)
     log_terms = (
         gammaln(n + 1)
@@ -281,6 +252,8 @@ def extraction_test(
             "per_canary_log10_p": [t.log10 for t in per],
             "exact_matches": sum(1 for v in m if v == length),
         },
+        log10_pvalue=tail.log10,
+        log10_min_attainable_p=floor.log10,
     )
 
 

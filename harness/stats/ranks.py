@@ -8,18 +8,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any, Literal
 
 import numpy as np
 
-from harness.stats.result import (
-    EXACT_BUDGET,
-    EXCHANGEABILITY,
-    FLOAT_ROUND_UP,
-    SAME_PATH,
-    TIES,
-    TestResult,
-    _iv_scores,
+from harness.stats.result import EXCHANGEABILITY, SAME_PATH, TIES, TestResult, _iv_scores
+from harness.stats.tails import (
+    Tail,
+    _uniform_sum_float,
+    binomial_tail,
+    log10_ratio,
+    rank_sum_tail,
+    uniform_sum_tail,
 )
 
 
@@ -64,43 +63,13 @@ def pooled_ranks(canary_scores: np.ndarray, counterfactual_scores: np.ndarray) -
     return (1 + z_ge + ahead).astype(np.int64)
 
 
-def rank_sum_cdf_exact(t: int, k: int, n: int) -> float:
-    """P(sum of a uniform random k-subset of {1..n} <= t), by dynamic programming.
-
-    Counts are kept in float64 (exact up to 2^53, relative error ~1e-16 per addition beyond);
-    the result is rounded up by FLOAT_ROUND_UP relative so it stays conservative.
-    """
-    smin, smax = k * (k + 1) // 2, k * (2 * n - k + 1) // 2
-    if t < smin:
-        return 0.0
-    if t >= smax:
-        return 1.0
-    f = np.zeros((k + 1, t + 1))
-    f[0, 0] = 1.0
-    for i in range(1, min(n, t) + 1):
-        kmax = min(i, k)
-        f[1 : kmax + 1, i:] += f[0:kmax, : t + 1 - i].copy()
-    count = f[k].sum()
-    return min(1.0, count / math.comb(n, k) * (1 + FLOAT_ROUND_UP))
-
-
-def exact_feasible(t: int, k: int, n: int) -> bool:
-    """Whether the exact DP fits the time budget and float64 range."""
-    return (k + 1) * (t + 1) * min(n, t) <= EXACT_BUDGET and math.comb(n, k) < 1e300
-
-
-def rank_sum_test(
-    canary_scores: Sequence[float],
-    counterfactual_scores: Sequence[float],
-    method: Literal["auto", "exact", "permutation"] = "auto",
-    n_resamples: int = 100_000,
-    seed: int = 0,
-) -> TestResult:
+def rank_sum_test(canary_scores: Sequence[float], counterfactual_scores: Sequence[float]) -> TestResult:
     """K canaries against one shared pool: Wilcoxon rank-sum of the canaries' pooled ranks.
 
     Under H0 the canaries' ranks are a uniform random K-subset of {1..K+M}; small sums are
-    evidence. Exact by counting where feasible, else a Monte-Carlo permutation p-value
-    (1 + #{T_b <= t}) / (B + 1), itself a valid bound.
+    evidence. The tail is counted exactly (Gaussian binomial coefficients in integers) where the
+    budget allows, else bounded by the smaller of Serfling's and a Chernoff inequality: a
+    deterministic bound at every alpha, never a Monte-Carlo estimate.
     """
     c = _iv_scores("canary_scores", canary_scores)
     z = _iv_scores("counterfactual_scores", counterfactual_scores)
@@ -108,40 +77,33 @@ def rank_sum_test(
     n = k + m
     ranks = pooled_ranks(c, z)
     t = int(ranks.sum())
-    smin = k * (k + 1) // 2
-    use_exact = method == "exact" or (method == "auto" and exact_feasible(t, k, n))
-    if use_exact:
-        p = rank_sum_cdf_exact(t, k, n)
-        how = "exact null distribution of the rank sum (dynamic programming over subsets)"
-        min_p = 1 / math.comb(n, k)
-        extra: dict[str, Any] = {}
-    elif method in ("auto", "permutation"):
-        rng = np.random.default_rng(seed)
-        hits = 0
-        for _ in range(n_resamples):
-            hits += int(rng.choice(n, size=k, replace=False).sum() + k <= t)
-        p = (1 + hits) / (n_resamples + 1)
-        how = f"Monte-Carlo permutation p-value, (1 + #{{T_b <= t}})/(B+1), B={n_resamples}"
-        min_p = 1 / (n_resamples + 1)
-        extra = {"n_resamples": n_resamples, "seed": seed}
+    tail = rank_sum_tail(t, k, n)
+    floor = Tail(log10_ratio(1, math.comb(n, k)))
+    if tail.method == "exact":
+        how = "exact null distribution of the rank sum (subsets counted in integers)"
     else:
-        raise ValueError(f"method must be 'auto', 'exact' or 'permutation', got {method!r}")
+        how = (
+            f"conservative {tail.method} bound on the rank-sum tail (exact counting exceeded its "
+            "budget); deterministic, valid at every alpha"
+        )
     return TestResult(
         name="rank-sum",
         statistic=float(t),
-        pvalue=float(p),
+        pvalue=tail.p,
         kind="bound",
         method=how,
         k=k,
         m=m,
-        min_attainable_p=float(min_p),
+        min_attainable_p=floor.p,
         assumptions=(EXCHANGEABILITY, SAME_PATH, TIES),
         details={
             "canary_ranks": ranks.tolist(),
-            "min_rank_sum": smin,
+            "min_rank_sum": k * (k + 1) // 2,
             "expected_rank_sum_under_h0": k * (n + 1) / 2,
-            **extra,
+            "tail_method": tail.method,
         },
+        log10_pvalue=tail.log10,
+        log10_min_attainable_p=floor.log10,
     )
 
 
@@ -184,21 +146,10 @@ def split_pools(counterfactual_scores: np.ndarray, k: int) -> list[np.ndarray]:
 
 
 def uniform_sum_cdf(t: int, sizes: Sequence[int]) -> float:
-    """P(R_1 + ... + R_K <= t) for independent R_i uniform on {1..n_i}, by convolution.
-
-    Probabilities are convolved in float64 (all terms positive, relative error below
-    1e-13 for any K*n this harness uses) and rounded up by 1e-9 relative to stay conservative.
-    """
-    lo = len(sizes)
-    if t < lo:
-        return 0.0
-    if t >= sum(sizes):
-        return 1.0
-    pmf = np.ones(1)  # distribution of sum - (number of terms so far), truncated at t - K
-    cap = t - lo + 1
-    for n in sizes:
-        pmf = np.convolve(pmf, np.full(n, 1.0 / n))[:cap]
-    return min(1.0, float(pmf.sum()) * (1 + 1e-9))
+    """P(R_1 + ... + R_K <= t) for independent R_i uniform on {1..n_i} (float, rounded up)."""
+    if len(set(sizes)) == 1:
+        return uniform_sum_tail(t, len(sizes), sizes[0]).p
+    return _uniform_sum_float(sizes, t).p
 
 
 def uniform_rank_sum_test(
@@ -215,16 +166,17 @@ def uniform_rank_sum_test(
     ranks = [rank_against(float(ci), pi) for ci, pi in zip(c, pools, strict=True)]
     m = pools[0].size
     t = int(sum(ranks))
-    sizes = [m + 1] * c.size
+    tail = uniform_sum_tail(t, c.size, m + 1)
+    floor = Tail(-c.size * math.log10(m + 1))
     return TestResult(
         name="uniform-rank-sum",
         statistic=float(t),
-        pvalue=uniform_sum_cdf(t, sizes),
+        pvalue=tail.p,
         kind="bound",
         method="exact tail of a sum of independent discrete-uniform ranks (convolution)",
         k=c.size,
         m=m,
-        min_attainable_p=float((m + 1) ** -c.size),
+        min_attainable_p=floor.p,
         assumptions=(
             EXCHANGEABILITY,
             "each canary has its own disjoint pool of M counterfactuals",
@@ -235,7 +187,10 @@ def uniform_rank_sum_test(
             "canary_ranks": ranks,
             "pool_size": m,
             "expected_sum_under_h0": c.size * (m + 2) / 2,
+            "tail_method": tail.method,
         },
+        log10_pvalue=tail.log10,
+        log10_min_attainable_p=floor.log10,
     )
 
 
@@ -249,14 +204,6 @@ def poisson_binomial_sf(n: int, probs: Sequence[float]) -> float:
     return min(1.0, float(dist[n:].sum()) * (1 + 1e-9))
 
 
-def binomial_tail_exact(x: int, n: int, q: int) -> float:
-    """P(Binomial(n, 1/q) >= x), counted in integers and rounded up by FLOAT_ROUND_UP relative."""
-    if x <= 0:
-        return 1.0
-    num = sum(math.comb(n, j) * (q - 1) ** (n - j) for j in range(x, n + 1))
-    return min(1.0, num / q**n * (1 + FLOAT_ROUND_UP))
-
-
 def rank_first_count_test(
     canary_scores: Sequence[float], counterfactual_scores: Sequence[float]
 ) -> TestResult:
@@ -267,16 +214,17 @@ def rank_first_count_test(
     ranks = [rank_against(float(ci), pi) for ci, pi in zip(c, pools, strict=True)]
     m = pools[0].size
     firsts = sum(r == 1 for r in ranks)
-    p = binomial_tail_exact(firsts, c.size, m + 1)
+    tail = binomial_tail(firsts, c.size, m + 1)
+    floor = Tail(-c.size * math.log10(m + 1))
     return TestResult(
         name="rank-first-count",
         statistic=float(firsts),
-        pvalue=min(1.0, p),
+        pvalue=tail.p,
         kind="bound",
         method="exact binomial tail, #canaries ranked first ~ Binomial(K, 1/(M+1)) under H0",
         k=c.size,
         m=m,
-        min_attainable_p=float((m + 1) ** -c.size),
+        min_attainable_p=floor.p,
         assumptions=(
             EXCHANGEABILITY,
             "each canary has its own disjoint pool of M counterfactuals",
@@ -284,4 +232,6 @@ def rank_first_count_test(
             TIES,
         ),
         details={"canary_ranks": ranks, "pool_size": m},
+        log10_pvalue=tail.log10,
+        log10_min_attainable_p=floor.log10,
     )
