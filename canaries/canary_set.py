@@ -1,28 +1,37 @@
-"""Canary-set files: generator spec, canaries, pre-registered plan, salt and commitment.
+"""Canary-set files: generator spec, pre-registered plan, commitment, and the canaries.
 
-The commitment is sha256 of the canonical JSON of {spec, canaries, plan, salt}. Publish
-it (or timestamp it) before the data goes out; any later edit of the file changes it.
-The secret seed that drew the canaries lives in `FILE.secret` (mode 0600) and never
-goes into the canary file or a report.
+Two formats. **v2** (protocol v2, the default of `tdp canaries new`): the commitment is
+sha256 of the canonical JSON of {protocol, spec, plan (with the reference model's identity
+when the score uses one), K, pool size, sha256 of the secret seed, the pinned beacon round,
+creation time, salt}. No item exists yet: after the commitment is timestamped, the pinned
+public beacon round is published and the pool (K canaries + the counterfactuals) is derived
+from the secret seed and the round's randomness (harness/protocol/pool.py), so nobody could
+choose or predict any item. Timestamps and the assignment are stored beside the commitment.
+**v1** (legacy, still loaded, audited and verified): sha256 of {spec, canaries, plan, salt};
+counterfactuals are drawn at audit time. The secret seed lives in `FILE.secret` (mode 0600)
+and never goes into the canary file or a report.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 import secrets
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from canaries.drbg import HashDRBG
+from canaries.files import atomic_write_text
 from canaries.generators import Canary, GeneratorError, GeneratorSpec, conforms, draw_canaries
 
 FORMAT = "tdp-canary-set"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+SUPPORTED_VERSIONS = (1, 2)
 SEED_PURPOSE = "canaries"
+PROTOCOL_V2 = "tdp-pool-v2"
+SEED_DIGEST_LABEL = "tdp-pool-seed-v2"
 
 
 class CanarySetError(ValueError):
@@ -39,6 +48,8 @@ class Plan:
     counterfactuals: int = 500
     alpha: float = 0.01
     score_options: dict[str, Any] = field(default_factory=dict)
+    #: v2: {"spec": model spec, "identity": ModelIdentity digest} of the committed reference
+    reference: dict[str, str] | None = None
 
     def __post_init__(self) -> None:
         if self.counterfactuals < 1:
@@ -46,12 +57,26 @@ class Plan:
         if not 0 < self.alpha < 1:
             raise CanarySetError(f"plan alpha must be in (0, 1), got {self.alpha}")
 
+    def to_dict(self) -> dict[str, Any]:
+        """The plan as committed; v1 plans never had `reference`, so None is left out."""
+        d = asdict(self)
+        if d["reference"] is None:
+            del d["reference"]
+        return d
+
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Plan:
         try:
-            return cls(**d)
+            plan = cls(**d)
         except TypeError as e:
             raise CanarySetError(f"malformed plan: {e}") from e
+        ref = plan.reference
+        if ref is not None and (
+            not isinstance(ref, dict) or set(ref) != {"spec", "identity"}
+            or not all(isinstance(v, str) for v in ref.values())
+        ):
+            raise CanarySetError("malformed plan: reference must be {'spec': str, 'identity': str}")
+        return plan
 
 
 def canonical_json(obj: Any) -> bytes:
@@ -61,7 +86,7 @@ def canonical_json(obj: Any) -> bytes:
 
 @dataclass(frozen=True)
 class CanarySet:
-    """A committed set of canaries drawn from `spec`, with the analysis plan."""
+    """A committed canary set: v1 (canaries committed directly) or v2 (a committed pool)."""
 
     spec: GeneratorSpec
     canaries: tuple[Canary, ...]
@@ -69,12 +94,38 @@ class CanarySet:
     salt: str
     created: str
     commitment: str = ""
+    version: int = 1
+    # --- v2 only: the committed pool, then what happened to it (outside the commitment) ----
+    k: int = 0  # canaries the beacon round will derive
+    pool_size: int = 0  # K + counterfactual items
+    seed_digest: str = ""  # sha256(SEED_DIGEST_LABEL | secret seed)
+    beacon: dict[str, Any] = field(default_factory=dict)  # {"chain": {...}, "round": int}
+    timestamps: tuple[dict[str, Any], ...] = ()  # TimestampRecord dicts
+    assignment: dict[str, Any] | None = None  # {"round": BeaconRound dict, "assigned": time}
+    counterfactuals: tuple[Canary, ...] = ()  # the pool's other M items, in draw order
+
+    @property
+    def assigned(self) -> bool:
+        """True once the canaries exist (always for v1; after `tdp canaries assign` for v2)."""
+        return self.version == 1 or self.assignment is not None
 
     def committed_payload(self) -> dict[str, Any]:
+        if self.version == 1:
+            return {
+                "spec": self.spec.to_dict(),
+                "canaries": [c.to_dict() for c in self.canaries],
+                "plan": self.plan.to_dict(),
+                "salt": self.salt,
+            }
         return {
+            "protocol": PROTOCOL_V2,
             "spec": self.spec.to_dict(),
-            "canaries": [c.to_dict() for c in self.canaries],
-            "plan": asdict(self.plan),
+            "plan": self.plan.to_dict(),
+            "canaries": self.k,
+            "pool_size": self.pool_size,
+            "seed_digest": self.seed_digest,
+            "beacon": self.beacon,
+            "created": self.created,
             "salt": self.salt,
         }
 
@@ -82,16 +133,43 @@ class CanarySet:
         return hashlib.sha256(canonical_json(self.committed_payload())).hexdigest()
 
     def to_dict(self) -> dict[str, Any]:
+        if self.version == 1:
+            return {
+                "format": FORMAT,
+                "format_version": 1,
+                "created": self.created,
+                **self.committed_payload(),
+                "commitment": self.commitment,
+            }
         return {
             "format": FORMAT,
-            "format_version": FORMAT_VERSION,
-            "created": self.created,
-            **self.committed_payload(),
+            "format_version": 2,
+            "committed": self.committed_payload(),
             "commitment": self.commitment,
+            "timestamps": list(self.timestamps),
+            "assignment": self.assignment,
+            "canaries": [c.to_dict() for c in self.canaries],
+            "counterfactuals": [c.to_dict() for c in self.counterfactuals],
         }
 
     def texts(self) -> list[str]:
         return [c.text for c in self.canaries]
+
+    def require_assigned(self) -> None:
+        """Refuse to plant or audit a v2 set whose canaries the beacon has not derived yet."""
+        if not self.assigned:
+            rnd = self.beacon.get("round")
+            raise CanarySetError(
+                f"this v2 canary set has no canaries yet: they are derived from beacon round {rnd}"
+                " once it is published (`tdp canaries assign`)"
+            )
+
+
+def seed_digest(seed: bytes) -> str:
+    """sha256 of the secret seed under its own label: commits to the seed, reveals nothing."""
+    from canaries.drbg import derive_seed
+
+    return derive_seed(SEED_DIGEST_LABEL, seed).hex()
 
 
 def new_canary_set(
@@ -109,23 +187,53 @@ def new_canary_set(
         salt=secrets.token_hex(32),
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
     )
-    cs = CanarySet(**{**draft.__dict__, "commitment": draft.compute_commitment()})
-    return cs, seed
+    return replace(draft, commitment=draft.compute_commitment()), seed
 
 
-def save_canary_set(cs: CanarySet, path: str | Path, seed: bytes | None = None) -> Path:
-    """Write the canary file, and its seed to `path.secret` with mode 0600."""
+def new_pool_set(
+    spec: GeneratorSpec,
+    k: int,
+    pool_size: int,
+    plan: Plan,
+    beacon: dict[str, Any],
+    seed: bytes | None = None,
+    created: str | None = None,
+) -> tuple[CanarySet, bytes]:
+    """Commit to a v2 pool of `pool_size` items (the first K become canaries), derived later
+    from the secret seed and the pinned beacon round (`beacon` = {"chain": {...}, "round": r})."""
+    if k < 1:
+        raise CanarySetError(f"count must be >= 1, got {k}")
+    if pool_size <= k:
+        raise CanarySetError(f"the pool needs counterfactuals beyond the K={k} canaries")
+    seed = secrets.token_bytes(32) if seed is None else seed
+    draft = CanarySet(
+        spec=spec,
+        canaries=(),
+        plan=plan,
+        salt=secrets.token_hex(32),
+        created=created or datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        version=2,
+        k=k,
+        pool_size=pool_size,
+        seed_digest=seed_digest(seed),
+        beacon=beacon,
+    )
+    return replace(draft, commitment=draft.compute_commitment()), seed
+
+
+def save_canary_set(
+    cs: CanarySet, path: str | Path, seed: bytes | None = None, force: bool = True
+) -> Path:
+    """Write the canary file (mode 0600: it holds the canaries) and the seed to `path.secret`.
+
+    Both are written atomically and never through a symbolic link.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(cs.to_dict(), indent=1, ensure_ascii=False) + "\n", "utf-8")
-    os.replace(tmp, path)
+    text = json.dumps(cs.to_dict(), indent=1, ensure_ascii=False) + "\n"
     if seed is not None:
-        secret = secret_path(path)
-        fd = os.open(secret, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            json.dump({"seed": seed.hex(), "purpose": SEED_PURPOSE, "commitment": cs.commitment}, f)
-        os.chmod(secret, 0o600)
+        record = {"seed": seed.hex(), "purpose": SEED_PURPOSE, "commitment": cs.commitment}
+        atomic_write_text(secret_path(path), json.dumps(record), 0o600, force, "secret file")
+    atomic_write_text(path, text, 0o600, force, "canary file")
     return path
 
 
@@ -138,36 +246,105 @@ def canary_set_from_dict(d: dict[str, Any]) -> CanarySet:
     """Parse and fully check a canary-set document (format, commitment, conformity)."""
     if not isinstance(d, dict) or d.get("format") != FORMAT:
         raise CanarySetError("not a tdp canary-set file (missing 'format': 'tdp-canary-set')")
-    if d.get("format_version") != FORMAT_VERSION:
+    version = d.get("format_version")
+    if version not in SUPPORTED_VERSIONS:
         raise CanarySetError(
-            f"canary-set format_version {d.get('format_version')!r} is not supported "
-            f"(this harness reads version {FORMAT_VERSION})"
+            f"canary-set format_version {version!r} is not supported "
+            f"(this harness reads versions {', '.join(map(str, SUPPORTED_VERSIONS))})"
         )
     try:
-        cs = CanarySet(
-            spec=GeneratorSpec.from_dict(d["spec"]),
-            canaries=tuple(Canary.from_dict(c) for c in d["canaries"]),
-            plan=Plan.from_dict(d["plan"]),
-            salt=d["salt"],
-            created=d["created"],
-            commitment=d["commitment"],
-        )
-    except (KeyError, TypeError, GeneratorError) as e:
-        raise CanarySetError(f"malformed canary-set file: {e}") from e
+        cs = _v1_from_dict(d) if version == 1 else _v2_from_dict(d)
+    except (KeyError, TypeError, ValueError, AttributeError, GeneratorError) as e:
+        if isinstance(e, CanarySetError):
+            raise
+        raise CanarySetError(f"malformed canary-set file: {type(e).__name__} {e}") from e
     recomputed = cs.compute_commitment()
     if recomputed != cs.commitment:
         raise CanarySetError(
             "canary-set commitment mismatch: the file was edited after it was committed "
-            f"(stored {cs.commitment[:16]}..., recomputed {recomputed[:16]}...)"
+            f"(stored {cs.commitment}, recomputed {recomputed})"
         )
-    texts = cs.texts()
+    _check_items(cs)
+    return cs
+
+
+def _v1_from_dict(d: dict[str, Any]) -> CanarySet:
+    return CanarySet(
+        spec=GeneratorSpec.from_dict(d["spec"]),
+        canaries=tuple(Canary.from_dict(c) for c in d["canaries"]),
+        plan=Plan.from_dict(d["plan"]),
+        salt=_str(d["salt"], "salt"),
+        created=_str(d["created"], "created"),
+        commitment=_str(d["commitment"], "commitment"),
+    )
+
+
+def _v2_from_dict(d: dict[str, Any]) -> CanarySet:
+    c = d["committed"]
+    if not isinstance(c, dict) or c.get("protocol") != PROTOCOL_V2:
+        raise CanarySetError(f"v2 canary file without the {PROTOCOL_V2!r} commitment payload")
+    unknown = set(c) - {"protocol", "spec", "plan", "canaries", "pool_size", "seed_digest",
+                        "beacon", "created", "salt"}
+    if unknown:
+        raise CanarySetError(f"unknown committed fields {sorted(unknown)}")
+    beacon = c["beacon"]
+    if not isinstance(beacon, dict) or not isinstance(beacon.get("round"), int):
+        raise CanarySetError("committed beacon must be {'chain': {...}, 'round': int}")
+    assignment = d.get("assignment")
+    if assignment is not None and not isinstance(assignment, dict):
+        raise CanarySetError("assignment must be an object or null")
+    stamps = d.get("timestamps", [])
+    if not isinstance(stamps, list) or not all(isinstance(t, dict) for t in stamps):
+        raise CanarySetError("timestamps must be a list of timestamp records")
+    return CanarySet(
+        spec=GeneratorSpec.from_dict(c["spec"]),
+        canaries=tuple(Canary.from_dict(x) for x in d.get("canaries", [])),
+        plan=Plan.from_dict(c["plan"]),
+        salt=_str(c["salt"], "salt"),
+        created=_str(c["created"], "created"),
+        commitment=_str(d["commitment"], "commitment"),
+        version=2,
+        k=_int(c["canaries"], "canaries"),
+        pool_size=_int(c["pool_size"], "pool_size"),
+        seed_digest=_str(c["seed_digest"], "seed_digest"),
+        beacon=beacon,
+        timestamps=tuple(stamps),
+        assignment=assignment,
+        counterfactuals=tuple(Canary.from_dict(x) for x in d.get("counterfactuals", [])),
+    )
+
+
+def _str(v: Any, name: str) -> str:
+    if not isinstance(v, str):
+        raise CanarySetError(f"field {name!r} must be a string, got {type(v).__name__}")
+    return v
+
+
+def _int(v: Any, name: str) -> int:
+    if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+        raise CanarySetError(f"field {name!r} must be a positive integer, got {v!r}")
+    return v
+
+
+def _check_items(cs: CanarySet) -> None:
+    """Counts, distinctness and conformity of the items the file holds."""
+    if cs.version == 2:
+        if cs.assignment is None and (cs.canaries or cs.counterfactuals):
+            raise CanarySetError("v2 canary file lists items but no beacon assignment")
+        if cs.assignment is not None and (
+            len(cs.canaries) != cs.k or len(cs.canaries) + len(cs.counterfactuals) != cs.pool_size
+        ):
+            raise CanarySetError(
+                f"v2 canary file holds {len(cs.canaries)} canaries and {len(cs.counterfactuals)} "
+                f"counterfactuals; the commitment says {cs.k} of a pool of {cs.pool_size}"
+            )
+    texts = cs.texts() + [c.text for c in cs.counterfactuals]
     if len(set(texts)) != len(texts):
-        raise CanarySetError("canary set holds duplicate canaries")
-    for c in cs.canaries:
+        raise CanarySetError("canary set holds duplicate items")
+    for c in (*cs.canaries, *cs.counterfactuals):
         why = conforms(cs.spec, c)
         if why:
             raise CanarySetError(why)
-    return cs
 
 
 def load_canary_set(path: str | Path) -> CanarySet:
