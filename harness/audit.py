@@ -7,19 +7,26 @@ from pathlib import Path
 from typing import Any
 
 from canaries.canary_set import CanarySet, load_canary_set
-from canaries.drbg import derive_seed
+from canaries.drbg import HashDRBG, derive_seed
+from canaries.generators import draw_canaries
 from harness.backends import Backend, load_backend
 from harness.backends.base import Fingerprint
 from harness.cache import ScoreCache
 from harness.provenance import now, provenance
 from harness.registry import TaskError, get_task
-from harness.results import AuditResult, CanarySetInfo, ModelInfo, Report
+from harness.results import SCHEMA_VERSION, AuditResult, CanarySetInfo, ModelInfo, Report
 from harness.stats import check_primary, holm
+from harness.stats.plan import PlanViolation, needs_reference, reference_problem
 
 SEED_LABEL = "tdp-audit-seed-v1"
 SEED_DERIVATION = (
     "sha256('tdp-audit-seed-v1' | canary commitment | sha256 of the model's identity "
     "(weights or revision, tokenizer)): fixed by the data and the model, not chosen by the auditor"
+)
+V2_SEED_DERIVATION = (
+    "protocol v2: nothing is drawn at audit time (the counterfactuals are the committed pool's, "
+    "derived from the secret seed and the pinned beacon round); this seed only fixes the "
+    "scoring order: sha256('tdp-scoring-order-v2' | commitment | round randomness)"
 )
 
 
@@ -46,12 +53,21 @@ class AuditContext:
     def seed(self) -> bytes:
         if self.seed_override is not None:
             return self.seed_override
+        if self.canary_set.version == 2:
+            from harness.protocol.pool import scoring_seed
+
+            return scoring_seed(self.canary_set)
         return audit_seed(self.canary_set.commitment, self.backend.fingerprint())
 
     def seed_derivation(self) -> str:
         if self.seed_override is not None:
             return f"seed supplied by the auditor, not derived: {self.seed_reason or 'no reason given'}"
-        return SEED_DERIVATION
+        return V2_SEED_DERIVATION if self.canary_set.version == 2 else SEED_DERIVATION
+
+    def reference_problem(self) -> str | None:
+        """Why reference-based scores are not bounds here (None: the committed reference)."""
+        fp = self.reference.fingerprint().to_dict() if self.reference is not None else None
+        return reference_problem(self.canary_set.plan.to_dict(), fp)
 
     def model_info(self) -> ModelInfo:
         return ModelInfo(spec=self.model_spec, fingerprint=self.backend.fingerprint().to_dict())
@@ -62,6 +78,8 @@ class AuditContext:
         return ModelInfo(spec=self.reference_spec or "", fingerprint=self.reference.fingerprint().to_dict())
 
     def canary_info(self) -> CanarySetInfo:
+        from harness.protocol.pool import check_protocol
+
         cs = self.canary_set
         return CanarySetInfo(
             path=self.canary_path,
@@ -69,8 +87,33 @@ class AuditContext:
             created=cs.created,
             count=len(cs.canaries),
             spec=cs.spec.to_dict(),
-            plan=cs.to_dict()["plan"],
+            plan=cs.plan.to_dict(),
+            format_version=cs.version,
+            protocol=tuple(step.to_dict() for step in check_protocol(cs)),
         )
+
+    def counterfactual_items(self, purpose: str, count: int, id_prefix: str) -> list[tuple[str, str]]:
+        """(id, text) of the counterfactual items in draw order: the committed pool's (v2), or
+        `count` fresh draws from the audit seed under `purpose` (v1)."""
+        return counterfactual_items(self.canary_set, self.seed(), purpose, count, id_prefix, self.progress)
+
+
+def counterfactual_items(
+    cs: CanarySet, seed: bytes, purpose: str, count: int, id_prefix: str, progress: bool = False
+) -> list[tuple[str, str]]:
+    """The one rule, shared with `tdp verify`, for which items play the counterfactuals."""
+    if cs.version == 2:
+        if len(cs.counterfactuals) != count:
+            raise TaskError(
+                f"the committed pool holds {len(cs.counterfactuals)} counterfactuals, "
+                f"this task needs {count}"
+            )
+        return [(c.id, c.text) for c in cs.counterfactuals]
+    drawn = draw_canaries(
+        cs.spec, HashDRBG(seed, purpose), count, exclude=cs.texts(), id_prefix=id_prefix,
+        progress=progress,
+    )
+    return [(c.id, c.text) for c in drawn]
 
 
 def build_config(config_type: type, options: dict[str, Any]) -> Any:
@@ -94,6 +137,7 @@ def run_audit(
 ) -> AuditResult:
     task = get_task(task_name)
     config = build_config(task.config_type, options or {})
+    check_committed_reference(ctx, task_name)
     seen = len(ctx.cache.stats) if ctx.cache is not None else 0
     result: AuditResult = task.run(ctx, config)
     if title is not None or role != "audit":
@@ -102,6 +146,19 @@ def run_audit(
         lines = [f"score cache {ctx.cache.root}: {s.line()}" for s in ctx.cache.stats[seen:]]
         result = AuditResult(**{**result.__dict__, "notes": (*result.notes, *lines)})
     return result
+
+
+def check_committed_reference(ctx: AuditContext, task_name: str) -> None:
+    """A v2 plan whose primary score needs a reference is audited only with the committed one."""
+    cs = ctx.canary_set
+    if cs.version != 2 or task_name != cs.plan.task or not needs_reference(cs.plan.score):
+        return
+    problem = ctx.reference_problem()
+    if problem is not None:
+        raise PlanViolation(
+            f"the pre-registered score {cs.plan.score!r} needs the reference model committed with "
+            f"the canaries: {problem}"
+        )
 
 
 ADDITIONAL_NOTE = (
@@ -140,7 +197,11 @@ def make_report(title: str, audits: list[AuditResult], notes: list[str] | None =
     )
 
 
-def audit_digest(audits: list[AuditResult] | tuple[AuditResult, ...], holm_adjusted: Any) -> str:
+def audit_digest(
+    audits: list[AuditResult] | tuple[AuditResult, ...],
+    holm_adjusted: Any,
+    schema_version: int = SCHEMA_VERSION,
+) -> str:
     """sha256 of the canonical JSON of the audits' content (integrity seal; see `tdp verify`).
 
     Anyone who edits a report can recompute this, so it only catches careless edits; the
@@ -150,7 +211,7 @@ def audit_digest(audits: list[AuditResult] | tuple[AuditResult, ...], holm_adjus
     import hashlib
     import json
 
-    payload = {"audits": [a.to_dict() for a in audits],
+    payload = {"audits": [a.to_dict(schema_version) for a in audits],
                "holm_adjusted": list(holm_adjusted) if holm_adjusted is not None else None}
     blob = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(blob.encode()).hexdigest()
@@ -173,6 +234,7 @@ def audit_from_paths(
     ``ray_address``, or a local Ray instance) and chunks are scored across them.
     """
     cs = load_canary_set(canaries)
+    cs.require_assigned()
     task = task or cs.plan.task
     build_config(get_task(task).config_type, options or {})  # fail before loading any model
     pool = None

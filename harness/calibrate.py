@@ -29,9 +29,12 @@ from canaries.drbg import HashDRBG, derive_seed
 from canaries.generators import GeneratorSpec, draw_canaries
 from harness.backends.base import Backend
 from harness.scoring import ScoringRequest, score_texts
-from harness.stats import rank_sum_cdf_exact, run_statistic
+from harness.stats import run_statistic
+from harness.stats.plan import STATISTICS as PLAN_STATISTICS
+from harness.stats.plan import counterfactuals_needed
+from harness.stats.tails import binomial_tail, rank_sum_tail, uniform_sum_tail
 
-STATISTICS = ("rank", "rank-sum", "set-mean")
+STATISTICS = tuple(PLAN_STATISTICS)
 
 
 @dataclass(frozen=True)
@@ -59,7 +62,7 @@ class CalibrationConfig:
 
     @property
     def items_per_audit(self) -> int:
-        return self.k * (self.m + 1) if self.statistic == "set-mean" else self.k + self.m
+        return self.k + counterfactuals_needed(self.statistic, self.k, self.m)
 
 
 @dataclass(frozen=True)
@@ -95,18 +98,26 @@ class CalibrationResult:
 
 
 def attainable_level(statistic: str, k: int, m: int, alpha: float) -> float:
-    """Exact H0 probability that the test rejects at alpha, with untied (continuous) scores."""
+    """Exact H0 probability that the test rejects at alpha, with untied (continuous) scores:
+    the largest p-value the test can print that is still <= alpha (p is the exact tail)."""
     if statistic in ("rank", "set-mean"):
         return math.floor(alpha * (m + 1) + 1e-9) / (m + 1)
-    n = k + m
-    smin, smax = k * (k + 1) // 2, k * (2 * n - k + 1) // 2
-    level = 0.0
-    for t in range(smin, smax + 1):
-        cdf = rank_sum_cdf_exact(t, k, n)
-        if cdf > alpha:
-            break
-        level = cdf
-    return level
+    if statistic == "rank-first-count":  # p(x) = P(Bin(K, 1/(M+1)) >= x), falling in x
+        return max((p for x in range(k + 1) if (p := binomial_tail(x, k, m + 1).p) <= alpha),
+                   default=0.0)
+    if statistic == "rank-sum":
+        lo, hi, tail = k * (k + 1) // 2, k * (2 * (k + m) - k + 1) // 2, rank_sum_tail
+        args = (k, k + m)
+    else:  # uniform-rank-sum: K independent ranks on {1..M+1}
+        lo, hi, tail, args = k, k * (m + 1), uniform_sum_tail, (k, m + 1)
+    while lo < hi:  # p(t) rises with t: the last t with p(t) <= alpha, by bisection
+        mid = (lo + hi + 1) // 2
+        if tail(mid, *args).p <= alpha:
+            lo = mid
+        else:
+            hi = mid - 1
+    p = tail(lo, *args).p
+    return p if p <= alpha else 0.0
 
 
 def clopper_pearson(successes: int, trials: int, confidence: float) -> tuple[float, float]:

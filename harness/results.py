@@ -10,7 +10,9 @@ from typing import Any, Literal
 from harness.stats import TestResult
 
 SCHEMA = "tdp-report"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+#: report schemas this harness reads (1: before log10 p-values and the v2 protocol chain)
+READABLE_SCHEMAS = (1, 2)
 
 Role = Literal["canary", "counterfactual"]
 
@@ -59,6 +61,9 @@ class CanarySetInfo:
     count: int
     spec: dict[str, Any]
     plan: dict[str, Any]
+    format_version: int = 1
+    #: the protocol chain as checked at audit time (harness.protocol.pool.Step dicts)
+    protocol: tuple[dict[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -91,11 +96,20 @@ class AuditResult:
     def alpha(self) -> float:
         return float(self.canary_set.plan["alpha"])
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, schema_version: int = SCHEMA_VERSION) -> dict[str, Any]:
+        """As written in report.json; `schema_version=1` gives the fields schema 1 had (what an
+        old report's digest was computed over)."""
         d = asdict(self)
         d["tests"] = [t.to_dict() for t in self.tests]
         d["items"] = [asdict(i) for i in self.items]
         d["notes"] = list(self.notes)
+        d["canary_set"]["protocol"] = list(d["canary_set"]["protocol"])
+        if schema_version == 1:
+            for t in d["tests"]:
+                t["result"].pop("log10_pvalue", None)
+                t["result"].pop("log10_min_attainable_p", None)
+            d["canary_set"].pop("format_version", None)
+            d["canary_set"].pop("protocol", None)
         return d
 
     @classmethod
@@ -103,7 +117,9 @@ class AuditResult:
         d = dict(d)
         d["model"] = ModelInfo(**d["model"])
         d["reference"] = ModelInfo(**d["reference"]) if d.get("reference") else None
-        d["canary_set"] = CanarySetInfo(**d["canary_set"])
+        cinfo = dict(d["canary_set"])
+        cinfo["protocol"] = tuple(cinfo.get("protocol", ()))
+        d["canary_set"] = CanarySetInfo(**cinfo)
         d["tests"] = tuple(NamedTest.from_dict(t) for t in d["tests"])
         d["items"] = tuple(ItemScores(**i) for i in d["items"])
         d["notes"] = tuple(d.get("notes", ()))
@@ -141,10 +157,10 @@ class Report:
     def from_dict(cls, d: dict[str, Any]) -> Report:
         if d.get("schema") != SCHEMA:
             raise ReportError("not a tdp report (missing 'schema': 'tdp-report')")
-        if d.get("schema_version") != SCHEMA_VERSION:
+        if d.get("schema_version") not in READABLE_SCHEMAS:
             raise ReportError(
                 f"report schema_version {d.get('schema_version')!r} unsupported "
-                f"(this harness reads {SCHEMA_VERSION})"
+                f"(this harness reads {', '.join(map(str, READABLE_SCHEMAS))})"
             )
         holm = d.get("holm_adjusted")
         return cls(
@@ -155,6 +171,7 @@ class Report:
             holm_adjusted=tuple(holm) if holm is not None else None,
             notes=tuple(d.get("notes", ())),
             extra=d.get("extra", {}),
+            schema_version=d["schema_version"],
         )
 
 

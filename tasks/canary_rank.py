@@ -9,16 +9,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from canaries.drbg import HashDRBG
-from canaries.generators import draw_canaries
 from harness.audit import AuditContext
 from harness.backends.base import supports_vocab_stats
 from harness.provenance import now
 from harness.registry import Task
 from harness.results import AuditResult, ItemScores, NamedTest
-from harness.stats.scores import SCORES
 from harness.scoring import ScoringRequest, score_texts
 from harness.stats import counterfactuals_needed, run_statistic
+from harness.stats.plan import label_reference_tests
+from harness.stats.scores import SCORES
 
 DEFAULT_SECONDARY = ("loss", "zlib", "min_k", "min_k_pp", "ref_ratio")
 
@@ -31,21 +30,14 @@ class CanaryRankConfig:
     min_k: float = 0.2
 
 
-def counterfactuals_for(ctx: AuditContext, seed: bytes) -> list[tuple[str, str]]:
+def counterfactuals_for(ctx: AuditContext) -> list[tuple[str, str]]:
     """(id, text) of the plan's counterfactuals, distinct from each other and the canaries.
 
-    Statistics with one pool (or set) per canary draw K*M items; pool i is the i-th block of M.
+    Statistics with one pool (or set) per canary use K*M items; pool i is the i-th block of M.
     """
     cs = ctx.canary_set
-    drawn = draw_canaries(
-        cs.spec,
-        HashDRBG(seed, "counterfactuals"),
-        counterfactuals_needed(cs.plan.statistic, len(cs.canaries), cs.plan.counterfactuals),
-        exclude=cs.texts(),
-        id_prefix="cf-",
-        progress=ctx.progress,
-    )
-    return [(c.id, c.text) for c in drawn]
+    n = counterfactuals_needed(cs.plan.statistic, len(cs.canaries), cs.plan.counterfactuals)
+    return ctx.counterfactual_items("counterfactuals", n, "cf-")
 
 
 def run(ctx: AuditContext, config: CanaryRankConfig) -> AuditResult:
@@ -53,7 +45,7 @@ def run(ctx: AuditContext, config: CanaryRankConfig) -> AuditResult:
     cs, plan = ctx.canary_set, ctx.canary_set.plan
     seed = ctx.seed()
     items = [(c.id, "canary", c.text) for c in cs.canaries]
-    items += [(i, "counterfactual", t) for i, t in counterfactuals_for(ctx, seed)]
+    items += [(i, "counterfactual", t) for i, t in counterfactuals_for(ctx)]
     names = [plan.score] + [
         s
         for s in config.secondary
@@ -86,6 +78,7 @@ def run(ctx: AuditContext, config: CanaryRankConfig) -> AuditResult:
                 result=run_statistic(plan.statistic, s[is_canary], s[~is_canary]),
             )
         )
+    tests = list(label_reference_tests(tests, ctx.reference_problem()))
     notes = []
     skipped = [s for s in config.secondary if s not in names and s != plan.score]
     if skipped:

@@ -24,12 +24,12 @@ from canaries.drbg import derive_seed
 from canaries.generators import GeneratorSpec, load_tokenizer
 from harness.audit import AuditContext
 from harness.backends.base import Backend
-from harness.stats.extraction import count_matches, extraction_test
-from harness.stats.overlap import overlap
 from harness.provenance import now
 from harness.registry import Task
 from harness.results import AuditResult, ItemScores, NamedTest
 from harness.stats import TestResult
+from harness.stats.extraction import count_matches, extraction_test
+from harness.stats.overlap import overlap
 
 log = logging.getLogger(__name__)
 

@@ -16,15 +16,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from canaries.canary_set import CanarySet
-from canaries.drbg import HashDRBG
-from canaries.generators import GeneratorSpec, draw_canaries
-from harness.audit import AuditContext
+from harness.audit import AuditContext, counterfactual_items
 from harness.provenance import now
 from harness.registry import Task, TaskError
 from harness.results import AuditResult, ItemScores, NamedTest
-from harness.stats.scores import SCORES
 from harness.scoring import ScoringRequest, score_texts
 from harness.stats import set_mean_test
+from harness.stats.plan import label_reference_tests
+from harness.stats.scores import SCORES
 
 DEFAULT_SECONDARY = ("zlib", "min_k", "ref_ratio")
 OUT_WORLD_PURPOSE = "out-world-users"
@@ -46,19 +45,18 @@ def out_world_marks(
 ) -> list[list[tuple[str, str]]]:
     """(id, text) of `users` out-world users' K marks each, distinct from all other draws."""
     k = len(cs.canaries)
-    flat = out_world_items(cs.spec, cs.texts(), seed, users, progress)
+    flat = out_world_items(cs, seed, users, progress)
     return [flat[u * k : (u + 1) * k] for u in range(users)]
 
 
 def out_world_items(
-    spec: GeneratorSpec, marks: list[str], seed: bytes, users: int, progress: bool = False
+    cs: CanarySet, seed: bytes, users: int, progress: bool = False
 ) -> list[tuple[str, str]]:
-    """The out-world users' marks as one flat list, K consecutive per user (report order)."""
-    k = len(marks)
-    drawn = draw_canaries(
-        spec, HashDRBG(seed, OUT_WORLD_PURPOSE), users * k, exclude=marks, progress=progress
-    )
-    return [(f"ow-{u:05d}-{j:03d}", drawn[u * k + j].text) for u in range(users) for j in range(k)]
+    """The out-world users' marks as one flat list, K consecutive per user (report order): the
+    committed pool's counterfactuals (v2) or fresh draws from the audit seed (v1)."""
+    k = len(cs.canaries)
+    items = counterfactual_items(cs, seed, OUT_WORLD_PURPOSE, users * k, "", progress)
+    return [(f"ow-{u:05d}-{j:03d}", items[u * k + j][1]) for u in range(users) for j in range(k)]
 
 
 def _score_names(ctx: AuditContext, config: SetInferenceConfig) -> list[str]:
@@ -103,6 +101,7 @@ def run(ctx: AuditContext, config: SetInferenceConfig) -> AuditResult:
         tests.append(
             NamedTest(name, name == plan.score, set_mean_test(s[:k], s[k:].reshape(users, k)))
         )
+    tests = list(label_reference_tests(tests, ctx.reference_problem()))
     s = np.array([r[plan.score] for r in rows])
     tests.append(
         NamedTest(

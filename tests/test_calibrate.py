@@ -35,7 +35,7 @@ def test_attainable_level_matches_enumeration(k, m):
         # the harness rounds exact rank-sum p-values up by 1e-12 relative (conservative), so a
         # p of exactly alpha is reported a hair above it and does not reject
         brute = max([c for c in cdf.values() if c * (1 + 1e-12) <= a], default=0.0)
-        assert attainable_level("rank-sum", k, m, a) == pytest.approx(brute, abs=1e-12)
+        assert attainable_level("rank-sum", k, m, a) == pytest.approx(brute, rel=2e-9, abs=1e-12)
     assert attainable_level("rank", 1, 99, 0.05) == pytest.approx(5 / 100)
     assert attainable_level("set-mean", 3, 19, 0.01) == 0.0
 

@@ -91,3 +91,51 @@ def check_primary(
             + "; other statistics may only be secondary"
         )
     return True
+
+
+UNCOMMITTED_REFERENCE = (
+    "the reference model was not committed before the canaries were chosen, so it could have "
+    "been fitted to the counterfactuals (whose texts the auditor sees): p-values of "
+    "reference-based scores are not bounds"
+)
+
+
+def reference_problem(plan: dict[str, Any], reference_fingerprint: dict[str, Any] | None) -> str | None:
+    """Why reference-based scores carry no bound in this audit, or None when the reference used
+    is the one the plan committed (by identity: weights and tokenizer content)."""
+    from harness.backends.base import Fingerprint
+
+    committed = plan.get("reference")
+    if not committed:
+        return UNCOMMITTED_REFERENCE
+    if reference_fingerprint is None:
+        return "no reference model was given, although the plan commits one"
+    used = Fingerprint.from_dict(reference_fingerprint).identity_digest()
+    if used != committed["identity"]:
+        return (
+            f"the reference model used (identity {used}) is not the committed one "
+            f"({committed['spec']}, identity {committed['identity']})"
+        )
+    return None
+
+
+def needs_reference(score: str) -> bool:
+    from harness.stats.scores import SCORES
+
+    return score in SCORES and "reference" in SCORES[score].needs
+
+
+def label_reference_tests(tests: Sequence[Any], problem: str | None) -> tuple[Any, ...]:
+    """Relabel tests on reference-based scores as estimates when the reference is not the
+    committed one; `tests` are NamedTest-like (.score, .result), rebuilt with dataclasses.replace."""
+    from dataclasses import replace
+
+    if problem is None:
+        return tuple(tests)
+    out = []
+    for t in tests:
+        if needs_reference(t.score) and t.result.kind == "bound":
+            r = replace(t.result, kind="estimate", method=f"{t.result.method}; NOT a bound: {problem}")
+            t = replace(t, result=r)
+        out.append(t)
+    return tuple(out)
