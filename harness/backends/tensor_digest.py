@@ -151,9 +151,12 @@ def _scan_torch(path: Path) -> Iterator[TensorRecord]:
     import torch
 
     try:  # mmap: tensors are views of the file, read page by page as they are hashed
-        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception as e:  # pickle, zip and unpickler errors come in many types
-        raise BackendError(f"{path}: not a loadable pytorch weight file ({e})") from e
+        state = _torch_load(path, mmap=True)
+    except RuntimeError as e:
+        if "mmap" not in str(e):
+            raise BackendError(f"{path}: not a loadable pytorch weight file ({e})") from e
+        log.info("%s: pre-1.6 torch format, cannot be mapped; reading it whole", path)
+        state = _torch_load(path, mmap=False)
     if not isinstance(state, dict) or not all(isinstance(k, str) for k in state):
         raise BackendError(f"{path}: not a flat state dict of named tensors")
     tensors = {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
@@ -161,6 +164,35 @@ def _scan_torch(path: Path) -> Iterator[TensorRecord]:
     for name in sorted(tensors):
         if name not in dropped:
             yield _record(name, tensors[name])
+
+
+def _torch_load(path: Path, mmap: bool) -> Any:
+    import torch
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+    except RuntimeError as e:
+        if mmap and "mmap" in str(e):
+            raise
+        raise BackendError(f"{path}: not a loadable pytorch weight file ({e})") from e
+    except Exception as e:  # pickle, zip and unpickler errors come in many types
+        raise BackendError(f"{path}: not a loadable pytorch weight file ({e})") from e
+
+
+def legacy_weights_sha256(directory: str | Path) -> str:
+    """The identity's weights hash before tensors-v1: sha256 over the names and bytes of every
+    `*.safetensors/*.bin/*.pt/*.pth` file in the folder. Only for checking old reports."""
+    d = Path(directory)
+    files = sorted(p for p in d.iterdir() if p.suffix in (".safetensors", ".bin", ".pt", ".pth"))
+    if not files:
+        raise BackendError(f"{d}: no weight files (.safetensors, .bin, .pt, .pth)")
+    h = hashlib.sha256()
+    for p in files:
+        h.update(p.name.encode())
+        with p.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 22), b""):
+                h.update(block)
+    return h.hexdigest()
 
 
 def _alias_names(tensors: dict[str, Any]) -> set[str]:
