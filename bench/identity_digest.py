@@ -55,6 +55,19 @@ def timed(fn, repeat: int) -> tuple[float, object]:  # noqa: ANN001 - any callab
     return best, result
 
 
+def measure(name: str, folder: Path, root: Path, repeat: int) -> tuple:
+    """(layout, files, MB, cold s, warm s, file-bytes sha256 s, digests seen)."""
+    files = weight_files(folder)
+    mb = sum(f.stat().st_size for f in files) / 1e6
+    caches = iter(root / f"cache-{name}-{i}" for i in range(repeat))
+    cold, digest = timed(lambda: weights_digest(files, next(caches)), repeat)
+    warm_cache = root / f"cache-{name}-warm"
+    weights_digest(files, warm_cache)
+    warm, again = timed(lambda: weights_digest(files, warm_cache), repeat)
+    raw, _ = timed(lambda: file_bytes_sha256(files), repeat)
+    return name, len(files), mb, cold, warm, raw, {digest, again}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=3, help="best of N for each timing")
@@ -64,21 +77,11 @@ def main() -> None:
         t = time.perf_counter()
         layouts = build(root)
         print(f"built and saved 3 layouts in {time.perf_counter() - t:.1f} s")
-        rows, digests = [], set()
-        for name, folder in layouts.items():
-            files = weight_files(folder)
-            mb = sum(f.stat().st_size for f in files) / 1e6
-            caches = iter(root / f"cache-{name}-{i}" for i in range(args.repeat))
-            cold, digest = timed(lambda: weights_digest(files, next(caches)), args.repeat)
-            warm_cache = root / f"cache-{name}-warm"
-            weights_digest(files, warm_cache)
-            warm, again = timed(lambda: weights_digest(files, warm_cache), args.repeat)
-            raw, _ = timed(lambda: file_bytes_sha256(files), args.repeat)
-            digests.update({digest, again})
-            rows.append((name, len(files), mb, cold, warm, raw))
+        rows = [measure(name, folder, root, args.repeat) for name, folder in layouts.items()]
+    digests = {d for row in rows for d in row[-1]}
     print(f"\n{'layout':<8} {'files':>5} {'MB':>7} {'cold s':>8} {'cold MB/s':>10} "
           f"{'warm ms':>8} {'file sha256 s':>14}")
-    for name, n, mb, cold, warm, raw in rows:
+    for name, n, mb, cold, warm, raw, _ in rows:
         print(f"{name:<8} {n:>5} {mb:>7.0f} {cold:>8.2f} {mb / cold:>10.0f} {warm * 1e3:>8.2f} "
               f"{raw:>14.2f}")
     print(f"\none digest for all layouts: {len(digests) == 1} ({sorted(digests)[0][:16]}...)")

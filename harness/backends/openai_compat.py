@@ -30,7 +30,7 @@ from canaries.tokenizer_identity import tokenizer_digest, tokenizer_match
 from harness.backends.base import BackendError, Fingerprint
 from harness.backends.encoding import load_tokenizer, scoring_ids, scoring_prefix_id
 from harness.backends.http_client import JsonClient
-from harness.backends.identity import card_identity
+from harness.backends.identity import ModelIdentity, card_identity
 from harness.backends.spec import ModelSpec
 from harness.backends.tensor_digest import SCHEME
 
@@ -168,6 +168,7 @@ class OpenAIBackend:
         self.client = JsonClient(base, s.api_key_env, s.timeout_s, s.max_retries, s.backoff_s)
         self.base_url, self.revision = base, revision
         self.server_model = model_card(self.client, served)
+        self._tokenizer_digest: str | None = None
         self.model_id = str(self.server_model["id"])
         self.tokenizer = load_tokenizer(s.tokenizer or self.model_id)
         self.prefix_id = scoring_prefix_id(self.tokenizer)
@@ -184,7 +185,7 @@ class OpenAIBackend:
     def _check_tokenizer(self) -> None:
         """Compare tokenizers where the server names its own (tdp serve) or tokenizes (vLLM)."""
         tdp = self.server_model.get("tdp") or {}
-        served = card_identity(self.server_model)
+        served = self._served_identity()
         claimed = served.tokenizer if served is not None else tdp.get("tokenizer_sha256")
         # older tdp servers publish the legacy digest (the raw serialisation): accept either
         if claimed is not None and tokenizer_match(self.tokenizer, claimed) is None:
@@ -278,6 +279,14 @@ class OpenAIBackend:
             return [row for rows in pool.map(run, batches) for row in rows]
 
     # --- identity ------------------------------------------------------------------------
+    def _served_identity(self) -> ModelIdentity | None:
+        """The identity the server publishes, if it is one this client can compare."""
+        ident = card_identity(self.server_model)
+        if ident is not None and ident.scheme != SCHEME:
+            log.warning("server's identity scheme %s is not %s: unused", ident.scheme, SCHEME)
+            return None
+        return ident
+
     def fingerprint(self) -> Fingerprint:
         """The server's published identity (tdp serve) with the local tokenizer's digest; a
         server that publishes none leaves weights and identity scheme unset."""
@@ -292,17 +301,16 @@ class OpenAIBackend:
         )
         if served:
             settings["server"] = served
-        ident = card_identity(self.server_model)
-        if ident is not None and ident.scheme != SCHEME:
-            log.warning("server's identity scheme %s is not %s: unused", ident.scheme, SCHEME)
-            ident = None
+        ident = self._served_identity()
+        if self._tokenizer_digest is None:  # state-free, so computed once
+            self._tokenizer_digest = tokenizer_digest(self.tokenizer)
         return Fingerprint(
             backend=self.name,
             model=self.model_id,
             revision=served.get("revision"),
             weights_sha256=ident.weights if ident else served.get("weights_sha256"),
             dtype=str(served.get("dtype", "unknown")),
-            tokenizer_sha256=tokenizer_digest(self.tokenizer),
+            tokenizer_sha256=self._tokenizer_digest,
             versions={},
             settings=settings,
             identity_scheme=SCHEME if ident else None,
