@@ -8,18 +8,26 @@ uniform over the round-trip-stable sequences (the spec states this rule).
 
 from __future__ import annotations
 
-import hashlib
+import logging
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from typing import Any, Literal
 
 from canaries.drbg import SAMPLER_NAME, HashDRBG
+from canaries.tokenizer_identity import (
+    Match,
+    legacy_digests,
+    tokenizer_digest,
+    tokenizer_match,
+    tokenizer_sha256,
+)
 from canaries.wordlist import WORDLISTS, load_wordlist
 
 Kind = Literal["words", "tokens"]
 ROUND_TRIP_RULE = "reject draws whose decode -> encode(add_special_tokens=False) differs"
 MAX_REJECTIONS = 1000
+log = logging.getLogger(__name__)
 
 
 class GeneratorError(ValueError):
@@ -109,16 +117,6 @@ def words_spec(length: int, prefix_length: int = 0, wordlist: str = "eff-large-v
     )
 
 
-def tokenizer_sha256(tokenizer: Any) -> str:
-    """Hash of a tokenizer's full serialisation (vocabulary, merges, normaliser, specials)."""
-    backend = getattr(tokenizer, "backend_tokenizer", None)
-    if backend is not None:
-        blob = backend.to_str()
-    else:  # slow tokenizers: vocabulary plus special tokens is what defines the mapping
-        blob = repr(sorted(tokenizer.get_vocab().items())) + repr(tokenizer.all_special_tokens)
-    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
-
-
 @lru_cache(maxsize=8)
 def load_tokenizer(name: str) -> Any:
     """Load a tokenizer by local path or hub id (hub needs a network)."""
@@ -140,11 +138,41 @@ def tokens_spec(length: int, tokenizer: str, prefix_length: int = 0) -> Generato
         length=length,
         prefix_length=prefix_length,
         tokenizer=tokenizer,
-        tokenizer_sha256=tokenizer_sha256(tok),
+        tokenizer_sha256=tokenizer_digest(tok),  # the canonical digest, despite the field's name
         excluded_token_ids=excluded,
         alphabet_size=vocab_size - len(excluded),
         rejection_rule=ROUND_TRIP_RULE,
     )
+
+
+def spec_tokenizer_match(spec: GeneratorSpec, tokenizer: Any) -> Match:
+    """How `tokenizer` matches the digest a tokens spec recorded: "canonical" (new specs) or
+    "legacy" (specs recorded with the raw serialisation's sha256, logged); else an error."""
+    match = tokenizer_match(tokenizer, spec.tokenizer_sha256)
+    if match is None and spec.tokenizer is not None:
+        # a legacy digest taken before any call rewrote padding/truncation: load it afresh
+        fresh = legacy_digests(_fresh(spec.tokenizer))
+        match = "legacy" if spec.tokenizer_sha256 in fresh else None
+    if match is None:
+        raise GeneratorError(
+            f"tokenizer {spec.tokenizer!r} differs from the one the spec was made "
+            "with (sha256 mismatch): counterfactuals would come from another distribution"
+        )
+    if match == "legacy":
+        log.warning(
+            "tokenizer %r matched the spec's legacy sha256 (raw serialisation); new canary "
+            "sets record the canonical digest", spec.tokenizer
+        )
+    return match
+
+
+def _fresh(name: str) -> Any:
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(name)
+    except Exception as e:  # transformers raises OSError/ValueError/HF errors
+        raise GeneratorError(f"cannot load tokenizer {name!r}: {e}") from e
 
 
 class _Sampler:
@@ -164,11 +192,7 @@ class _Sampler:
             if spec.tokenizer is None:
                 raise GeneratorError("a tokens spec needs a tokenizer")
             self.tok = load_tokenizer(spec.tokenizer)
-            if tokenizer_sha256(self.tok) != spec.tokenizer_sha256:
-                raise GeneratorError(
-                    f"tokenizer {spec.tokenizer!r} differs from the one the spec was made "
-                    "with (sha256 mismatch): counterfactuals would come from another distribution"
-                )
+            self.tokenizer_match = spec_tokenizer_match(spec, self.tok)
             excluded = set(spec.excluded_token_ids)
             self.alphabet = [i for i in range(len(self.tok)) if i not in excluded]
             if len(self.alphabet) != spec.alphabet_size:
@@ -247,6 +271,8 @@ __all__ = [
     "conforms",
     "draw_canaries",
     "load_tokenizer",
+    "spec_tokenizer_match",
+    "tokenizer_digest",
     "tokenizer_sha256",
     "tokens_spec",
     "words_spec",

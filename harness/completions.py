@@ -87,7 +87,9 @@ class ScoringModel:
         self.max_model_len = int(backend.max_length)
         self.lock = threading.Lock()
         fp = backend.fingerprint()
+        ident = fp.model_identity()
         self.card_extra = {
+            "identity": ident.to_dict() if ident is not None else None,
             "weights_sha256": fp.weights_sha256,
             "tokenizer_sha256": fp.tokenizer_sha256,
             "dtype": fp.dtype,

@@ -3,7 +3,8 @@
 Lets a model owner grant black-box audit access (log-probs and generations) without
 releasing weights. Routes as vLLM's OpenAI server: `GET /v1/models`, `POST /v1/completions`
 (semantics in harness/completions.py), `POST /tokenize`, `POST /detokenize`, `GET /health`.
-Model entries in `/v1/models` carry a `tdp` object (weights and tokenizer sha256, dtype,
+Model entries in `/v1/models` carry a `tdp` object (the model identity: digests of the stored
+weight tensors and of the tokenizer's canonical content, see harness/backends/identity.py; dtype,
 revision) so a client can check it holds the right tokenizer and record what it audited.
 Binds 127.0.0.1 unless told otherwise; `api_key_env` makes it require a Bearer key.
 """

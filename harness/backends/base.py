@@ -6,9 +6,12 @@ import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from harness.backends.identity import ModelIdentity
 
 
 class BackendError(RuntimeError):
@@ -17,7 +20,13 @@ class BackendError(RuntimeError):
 
 @dataclass(frozen=True)
 class Fingerprint:
-    """What makes two scorings comparable: it keys the cache and goes into reports."""
+    """What makes two scorings comparable: it keys the cache and goes into reports.
+
+    `identity_scheme` names how `weights_sha256` and `tokenizer_sha256` were computed; when set
+    (e.g. "tensors-v1": digests of the stored tensors and of the tokenizer's canonical content,
+    see harness/backends/identity.py) the model identity is made of those two digests alone.
+    Fingerprints written before it existed lack the field and keep their old identity rule.
+    """
 
     backend: str
     model: str
@@ -27,9 +36,13 @@ class Fingerprint:
     tokenizer_sha256: str | None
     versions: dict[str, str] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)
+    identity_scheme: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        if d["identity_scheme"] is None:  # old fingerprints round-trip to the same dict
+            del d["identity_scheme"]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Fingerprint:
@@ -44,16 +57,30 @@ class Fingerprint:
         """sha256 over what identifies the model itself (not library versions or batch size).
 
         Used to derive the audit seed, so that the same model gets the same counterfactuals
-        whatever machine scores it.
+        whatever machine scores it. With an identity scheme: `ModelIdentity.digest()` of the
+        weights and tokenizer digests. Without (old fingerprints, servers that publish no
+        identity): the old rule, which also names the model (or its revision) when no weights
+        digest is known.
         """
-        ident = {
+        ident = self.model_identity()
+        if ident is not None:
+            return ident.digest()
+        legacy = {
             "model": self.model if self.weights_sha256 is None else None,
             "revision": self.revision,
             "weights_sha256": self.weights_sha256,
             "tokenizer_sha256": self.tokenizer_sha256,
         }
-        blob = json.dumps(ident, sort_keys=True, separators=(",", ":"))
+        blob = json.dumps(legacy, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()
+
+    def model_identity(self) -> ModelIdentity | None:
+        """The content identity (weights and tokenizer digests), None for old fingerprints."""
+        if self.identity_scheme is None:
+            return None
+        from harness.backends.identity import ModelIdentity
+
+        return ModelIdentity(self.weights_sha256, self.tokenizer_sha256, self.identity_scheme)
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,6 @@ statistics Min-K%++ needs (`vocab_stats`).
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -19,31 +18,31 @@ import numpy as np
 import torch
 
 from harness.backends.base import BackendError, Fingerprint, VocabStats
+from harness.backends.identity import (
+    ModelIdentity,
+    config_digest,
+    identity_of_dir,
+    looks_local,
+    model_dir,
+)
 from harness.backends.spec import ModelSpec
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 #: config attributes that transform logits after lm_head; models with them take the full path
 _LOGIT_TRANSFORMS = ("final_logit_softcapping", "logit_scale", "output_multiplier_scale")
 
 
-def _looks_local(model: str) -> bool:
-    return model.startswith(("/", ".", "~")) or Path(model).expanduser().exists()
-
-
-def weights_sha256(directory: Path) -> str:
-    """sha256 over the names and bytes of every weight file in a model directory."""
-    h = hashlib.sha256()
-    files = sorted(p for p in directory.iterdir() if p.suffix in WEIGHT_SUFFIXES)
-    if not files:
-        raise BackendError(f"{directory}: no weight files ({', '.join(WEIGHT_SUFFIXES)})")
-    for p in files:
-        h.update(p.name.encode())
-        with p.open("rb") as f:
-            for block in iter(lambda: f.read(1 << 22), b""):
-                h.update(block)
-    return h.hexdigest()
+def _check_loaded_as_stored(model: str, info: dict[str, Any]) -> None:
+    """The model's identity is a digest of the stored tensors, so they must be what is loaded:
+    an ignored (unexpected) tensor would change the identity and not the numbers, a missing one
+    would be drawn at random on every load under one identity."""
+    problems = {k: sorted(info.get(k) or ())[:5] for k in ("unexpected_keys", "missing_keys",
+                                                          "mismatched_keys")}
+    problems = {k: v for k, v in problems.items() if v}
+    if problems:
+        said = "; ".join(f"{k.replace('_', ' ')}: {v}" for k, v in problems.items())
+        raise BackendError(f"{model}: checkpoint and model do not match ({said})")
 
 
 class HFBackend:
@@ -94,7 +93,7 @@ class HFBackend:
             from transformers.utils import logging as hf_logging
 
             hf_logging.disable_progress_bar()
-        local = _looks_local(model)
+        local = looks_local(model)
         if local:
             path = Path(model).expanduser()
             if not path.is_dir():
@@ -114,24 +113,24 @@ class HFBackend:
                 raise BackendError(f"{opt} must be a positive integer, got {val!r}")
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(model, revision=revision)
+            kw = {"revision": revision, "dtype": DTYPES[dtype], "output_loading_info": True}
             try:
-                self.model = AutoModelForCausalLM.from_pretrained(
-                    model, revision=revision, dtype=DTYPES[dtype], attn_implementation=attn
+                self.model, info = AutoModelForCausalLM.from_pretrained(
+                    model, attn_implementation=attn, **kw
                 )
             except (ValueError, ImportError):  # architecture without this attention kernel
-                self.model = AutoModelForCausalLM.from_pretrained(
-                    model, revision=revision, dtype=DTYPES[dtype]
-                )
+                self.model, info = AutoModelForCausalLM.from_pretrained(model, **kw)
             self.model = self.model.to(device)
         except Exception as e:  # hub/network/format errors come in many types
             raise BackendError(f"cannot load model {model!r} (revision {revision}): {e}") from e
+        _check_loaded_as_stored(model, info)
         self.model.eval()
         self.model_id, self.revision, self.dtype, self.device = model, revision, dtype, device
         self.batch_size, self.progress = int(batch_size), progress
         self.max_batch_tokens, self.chunk_rows = int(max_batch_tokens), int(chunk_rows)
         self.compile_mode: str | None = compile or None
         self._setup_fast_path()
-        self._weights = weights_sha256(Path(model)) if local else None
+        self._local, self._identity, self._config_sha256 = local, None, None
         if not local and revision is None:
             self.revision = getattr(self.model.config, "_commit_hash", None)
         tok = self.tokenizer
@@ -359,18 +358,30 @@ class HFBackend:
         return results
 
     # --- identity ------------------------------------------------------------------------
+    def identity(self) -> ModelIdentity:
+        """Digests of the loaded checkpoint's stored tensors and of the tokenizer (computed once;
+        the weights digest is cached on disk, so a large model is hashed once per file)."""
+        if self._identity is None:
+            if self._local:
+                folder = Path(self.model_id)
+            else:  # the snapshot transformers just loaded, pinned to its commit
+                commit = getattr(self.model.config, "_commit_hash", None) or self.revision
+                folder = model_dir(self.model_id, commit, local_only=True)
+            self._identity = identity_of_dir(folder, self.tokenizer)
+            self._config_sha256 = config_digest(folder)
+        return self._identity
+
     def fingerprint(self) -> Fingerprint:
         import transformers
 
-        from canaries.generators import tokenizer_sha256
-
+        ident = self.identity()
         return Fingerprint(
             backend=self.name,
             model=self.model_id,
             revision=self.revision,
-            weights_sha256=self._weights,
+            weights_sha256=ident.weights,
             dtype=self.dtype,
-            tokenizer_sha256=tokenizer_sha256(self.tokenizer),
+            tokenizer_sha256=ident.tokenizer,
             versions={"transformers": transformers.__version__, "torch": torch.__version__},
             settings={
                 "device": self.device.split(":")[0],
@@ -378,7 +389,9 @@ class HFBackend:
                 "attn_implementation": self.attn_implementation,
                 "chunked_vocab": self._chunked,
                 "compile": self.compile_mode,
+                "config_sha256": self._config_sha256,
             },
+            identity_scheme=ident.scheme,
         )
 
     def _bar(self, items: Sequence[Any], desc: str) -> Any:

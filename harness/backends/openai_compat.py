@@ -26,10 +26,13 @@ from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 
+from canaries.tokenizer_identity import tokenizer_digest, tokenizer_match
 from harness.backends.base import BackendError, Fingerprint
 from harness.backends.encoding import load_tokenizer, scoring_ids, scoring_prefix_id
 from harness.backends.http_client import JsonClient
+from harness.backends.identity import ModelIdentity, card_identity
 from harness.backends.spec import ModelSpec
+from harness.backends.tensor_digest import SCHEME
 
 log = logging.getLogger(__name__)
 
@@ -164,7 +167,8 @@ class OpenAIBackend:
         s = self.settings
         self.client = JsonClient(base, s.api_key_env, s.timeout_s, s.max_retries, s.backoff_s)
         self.base_url, self.revision = base, revision
-        self.server_model = self._model_card(served)
+        self.server_model = model_card(self.client, served)
+        self._tokenizer_digest: str | None = None
         self.model_id = str(self.server_model["id"])
         self.tokenizer = load_tokenizer(s.tokenizer or self.model_id)
         self.prefix_id = scoring_prefix_id(self.tokenizer)
@@ -178,28 +182,13 @@ class OpenAIBackend:
         return cls(spec.model, spec.revision, **spec.options)
 
     # --- server discovery ----------------------------------------------------------------
-    def _model_card(self, served: str | None) -> dict[str, Any]:
-        data = self.client.get("/models").get("data") or []
-        ids = [m.get("id") for m in data]
-        if served is None:
-            if len(data) != 1:
-                raise BackendError(
-                    f"server at {public_url(self.base_url)} serves {ids}; name one in the URL"
-                )
-            return dict(data[0])
-        for m in data:
-            if m.get("id") == served:
-                return dict(m)
-        raise BackendError(
-            f"server at {public_url(self.base_url)} does not serve {served!r}; it serves {ids}"
-        )
-
     def _check_tokenizer(self) -> None:
         """Compare tokenizers where the server names its own (tdp serve) or tokenizes (vLLM)."""
-        from canaries.generators import tokenizer_sha256
-
-        claimed = (self.server_model.get("tdp") or {}).get("tokenizer_sha256")
-        if claimed is not None and claimed != tokenizer_sha256(self.tokenizer):
+        tdp = self.server_model.get("tdp") or {}
+        served = self._served_identity()
+        claimed = served.tokenizer if served is not None else tdp.get("tokenizer_sha256")
+        # older tdp servers publish the legacy digest (the raw serialisation): accept either
+        if claimed is not None and tokenizer_match(self.tokenizer, claimed) is None:
             raise BackendError(
                 f"local tokenizer differs from the one {self.model_id!r} is served with (sha256 "
                 f"{claimed[:12]}…); pass tokenizer=PATH of the model's own tokenizer"
@@ -290,9 +279,17 @@ class OpenAIBackend:
             return [row for rows in pool.map(run, batches) for row in rows]
 
     # --- identity ------------------------------------------------------------------------
-    def fingerprint(self) -> Fingerprint:
-        from canaries.generators import tokenizer_sha256
+    def _served_identity(self) -> ModelIdentity | None:
+        """The identity the server publishes, if it is one this client can compare."""
+        ident = card_identity(self.server_model)
+        if ident is not None and ident.scheme != SCHEME:
+            log.warning("server's identity scheme %s is not %s: unused", ident.scheme, SCHEME)
+            return None
+        return ident
 
+    def fingerprint(self) -> Fingerprint:
+        """The server's published identity (tdp serve) with the local tokenizer's digest; a
+        server that publishes none leaves weights and identity scheme unset."""
         served = dict(self.server_model.get("tdp") or {})
         keep = ("batch_size", "concurrency", "prompt_logprobs")
         settings: dict[str, Any] = {k: v for k, v in asdict(self.settings).items() if k in keep}
@@ -304,13 +301,31 @@ class OpenAIBackend:
         )
         if served:
             settings["server"] = served
+        ident = self._served_identity()
+        if self._tokenizer_digest is None:  # state-free, so computed once
+            self._tokenizer_digest = tokenizer_digest(self.tokenizer)
         return Fingerprint(
             backend=self.name,
             model=self.model_id,
             revision=served.get("revision"),
-            weights_sha256=served.get("weights_sha256"),
+            weights_sha256=ident.weights if ident else served.get("weights_sha256"),
             dtype=str(served.get("dtype", "unknown")),
-            tokenizer_sha256=tokenizer_sha256(self.tokenizer),
+            tokenizer_sha256=self._tokenizer_digest,
             versions={},
             settings=settings,
+            identity_scheme=SCHEME if ident else None,
         )
+
+
+def model_card(client: JsonClient, served: str | None) -> dict[str, Any]:
+    """The /v1/models entry of the served model (the only one when `served` is None)."""
+    data = client.get("/models").get("data") or []
+    ids = [m.get("id") for m in data]
+    if served is None:
+        if len(data) != 1:
+            raise BackendError(f"server at {client.shown_url} serves {ids}; name one in the URL")
+        return dict(data[0])
+    for m in data:
+        if m.get("id") == served:
+            return dict(m)
+    raise BackendError(f"server at {client.shown_url} does not serve {served!r}; it serves {ids}")

@@ -33,6 +33,7 @@ import numpy as np
 
 from harness.backends.base import BackendError, Fingerprint
 from harness.backends.encoding import load_tokenizer, scoring_ids, scoring_prefix_id
+from harness.backends.identity import ModelIdentity, config_digest, identity_of_dir, model_dir
 from harness.backends.spec import ModelSpec
 
 log = logging.getLogger(__name__)
@@ -203,14 +204,15 @@ class VLLMBackend:
         model: str,
         revision: str | None = None,
         settings: VLLMSettings | None = None,
-        weights_sha256: str | None = None,
+        identity: ModelIdentity | None = None,
         versions: dict[str, str] | None = None,
     ) -> None:
         """Wrap an engine; use `from_spec`/`load` to build one (tests pass a stand-in engine)."""
         self.llm, self.tokenizer, self._params_cls = llm, tokenizer, sampling_params_cls
         self.model_id, self.revision = model, revision
         self.settings = settings or VLLMSettings()
-        self._weights, self._versions = weights_sha256, dict(versions or {})
+        self._identity, self._versions = identity, dict(versions or {})
+        self._config_sha256: str | None = None
         self.flat_logprobs = supports_flat_logprobs(sampling_params_cls)
         self.prefix_id = scoring_prefix_id(tokenizer)
         engine_max = getattr(getattr(llm, "model_config", None), "max_model_len", None)
@@ -230,8 +232,6 @@ class VLLMBackend:
         import transformers
 
         settings = VLLMSettings(**options)
-        from harness.backends.hf import weights_sha256
-
         local = Path(model).expanduser().is_dir()
         if local:
             model = str(Path(model).expanduser().resolve())
@@ -258,7 +258,7 @@ class VLLMBackend:
             model,
             revision,
             settings,
-            weights_sha256(Path(model)) if local else None,
+            None,  # computed on first use, from the files vLLM loaded
             versions,
         )
 
@@ -322,9 +322,16 @@ class VLLMBackend:
         return list(results)
 
     # --- identity ------------------------------------------------------------------------
-    def fingerprint(self) -> Fingerprint:
-        from canaries.generators import tokenizer_sha256
+    def identity(self) -> ModelIdentity:
+        """Digests of the stored tensors and of the tokenizer: the same files as the hf backend
+        reads (a hub model from the snapshot vLLM downloaded), so both give one identity."""
+        if self._identity is None:
+            folder = model_dir(self.model_id, self.revision, local_only=True)
+            self._identity = identity_of_dir(folder, self.tokenizer)
+            self._config_sha256 = config_digest(folder)
+        return self._identity
 
+    def fingerprint(self) -> Fingerprint:
         settings = {k: v for k, v in asdict(self.settings).items() if k not in ("progress",)}
         settings.update(
             {
@@ -336,13 +343,16 @@ class VLLMBackend:
                 "env": {k: os.environ[k] for k in NUMERIC_ENV if k in os.environ},
             }
         )
+        ident = self.identity()
+        settings["config_sha256"] = self._config_sha256
         return Fingerprint(
             backend=self.name,
             model=self.model_id,
             revision=self.revision,
-            weights_sha256=self._weights,
+            weights_sha256=ident.weights,
             dtype=self.settings.dtype,
-            tokenizer_sha256=tokenizer_sha256(self.tokenizer),
+            tokenizer_sha256=ident.tokenizer,
             versions=self._versions,
             settings=settings,
+            identity_scheme=ident.scheme,
         )
