@@ -362,13 +362,34 @@ def load_canary_set(path: str | Path) -> CanarySet:
         raise CanarySetError(f"{path}: {e}") from e
 
 
-def check_secret(cs: CanarySet, path: str | Path) -> str:
-    """Redraw the canaries from `path.secret` and confirm they are the committed ones."""
+def read_secret(path: str | Path) -> bytes:
+    """The secret seed stored beside canary file `path` (FILE.secret), validated."""
     secret = secret_path(path)
-    if not secret.exists():
-        return f"no secret file ({secret.name}); the draw itself was not re-checked"
-    info = json.loads(secret.read_text())
-    seed = bytes.fromhex(info["seed"])
+    try:
+        info = json.loads(secret.read_text("utf-8"))
+    except FileNotFoundError:
+        raise CanarySetError(f"secret file not found: {secret}") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CanarySetError(f"{secret}: not a readable secret file ({e})") from e
+    seed = info.get("seed") if isinstance(info, dict) else None
+    try:
+        raw = bytes.fromhex(seed) if isinstance(seed, str) else b""
+    except ValueError:
+        raw = b""
+    if len(raw) < 16:
+        raise CanarySetError(f"{secret}: 'seed' must be at least 16 bytes of hex")
+    return raw
+
+
+def check_secret(cs: CanarySet, path: str | Path) -> str:
+    """v1: redraw the canaries from `path.secret` and confirm they are the committed ones."""
+    if not secret_path(path).exists():
+        return f"no secret file ({secret_path(path).name}); the draw itself was not re-checked"
+    seed = read_secret(path)
+    if cs.version == 2:
+        if seed_digest(seed) != cs.seed_digest:
+            raise CanarySetError(f"{path}: the secret seed does not match the committed seed digest")
+        return "the secret seed matches the committed seed digest"
     redrawn = draw_canaries(cs.spec, HashDRBG(seed, SEED_PURPOSE), len(cs.canaries), id_prefix="canary-")
     if [c.text for c in redrawn] != cs.texts():
         raise CanarySetError(f"{path}: the canaries are not the ones the secret seed draws")

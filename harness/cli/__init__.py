@@ -12,6 +12,7 @@ from harness import __version__
 #: modules whose `register(group)` adds their commands; one line per command module
 COMMAND_MODULES = (
     "harness.cli.canaries_cmd",
+    "harness.cli.protocol_cmd",
     "harness.cli.audit_cmd",
     "harness.cli.demo_cmd",
     "harness.cli.tasks_cmd",

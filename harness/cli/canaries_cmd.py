@@ -16,29 +16,47 @@ def canaries_group() -> None:
 
 @canaries_group.command("new")
 @click.option("--kind", type=click.Choice(["words", "tokens"]), default="words", show_default=True)
-@click.option("--count", "-k", type=int, required=True, help="Number of canaries K.")
-@click.option("--length", "-l", type=int, required=True, help="Units (words or tokens) per canary.")
-@click.option("--prefix-length", type=int, default=0, show_default=True, help="Public prefix units (extraction).")
+@click.option("--count", "-k", type=click.IntRange(min=1), required=True, help="Number of canaries K.")
+@click.option("--length", "-l", type=click.IntRange(min=1), required=True,
+              help="Units (words or tokens) per canary.")
+@click.option("--prefix-length", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Public prefix units (extraction).")
 @click.option("--tokenizer", help="Tokenizer path or hub id (kind=tokens).")
 @click.option("--wordlist", default="eff-large-v1", show_default=True)
 @click.option("--score", default="loss", show_default=True, help="Pre-registered score function.")
 @click.option("--statistic", default="rank-sum", show_default=True, help="Pre-registered test statistic.")
-@click.option("--counterfactuals", "-m", type=int, default=1000, show_default=True,
+@click.option("--counterfactuals", "-m", type=click.IntRange(min=1), default=1000, show_default=True,
               help="Pre-registered M (for statistic set-mean: the number of out-world users).")
-@click.option("--alpha", type=float, default=0.01, show_default=True)
+@click.option("--alpha", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.01,
+              show_default=True)
+@click.option("--reference", "reference_spec",
+              help="Reference model spec, committed by identity (weights and tokenizer content); "
+              "needed when the score uses a reference (ref_ratio).")
+@click.option("--beacon", "beacon_arg", default="drand:quicknet", show_default=True,
+              help="Public randomness chain whose future round will choose the canaries.")
+@click.option("--beacon-delay", type=click.FloatRange(min=0), default=600, show_default=True,
+              help="Seconds from now to the pinned round: time to get the timestamp first.")
+@click.option("--local-beacon", type=click.Path(path_type=Path, dir_okay=False),
+              help="Use a LOCAL TEST beacon with this key file (created if absent): demos and tests "
+              "only; reports say it is not public randomness.")
+@click.option("--format-version", type=click.Choice(["2", "1"]), default="2", show_default=True,
+              help="1: the legacy format (canaries drawn now, no beacon, no timestamp).")
 @click.option("--out", "-o", type=click.Path(dir_okay=False, path_type=Path), required=True)
 @click.option("--force", is_flag=True, help="Overwrite an existing canary file.")
 @user_errors
-def new_cmd(kind, count, length, prefix_length, tokenizer, wordlist, score, statistic, counterfactuals, alpha, out, force):
-    """Draw K secret random canaries and commit to them with a pre-registered plan."""
+def new_cmd(kind, count, length, prefix_length, tokenizer, wordlist, score, statistic, counterfactuals,
+            alpha, reference_spec, beacon_arg, beacon_delay, local_beacon, format_version, out, force):
+    """Commit to K secret random canaries and a pre-registered plan (protocol v2 by default)."""
     from canaries.canary_set import Plan, new_canary_set, save_canary_set, secret_path
     from canaries.generators import tokens_spec, words_spec
     from harness.stats.scores import get_score
 
-    if out.exists() and not force:
-        raise click.ClickException(f"{out} exists; refusing to overwrite a canary set (use --force)")
+    for path in (out, secret_path(out)):
+        if (path.exists() or path.is_symlink()) and not force:
+            raise click.ClickException(f"{path} exists; refusing to overwrite a canary set (use --force)")
     get_score(score)
     from harness.stats import STATISTICS
+    from harness.stats.plan import needs_reference
 
     if statistic not in STATISTICS:
         raise click.BadParameter(f"unknown statistic {statistic!r}", param_hint="--statistic")
@@ -49,13 +67,61 @@ def new_cmd(kind, count, length, prefix_length, tokenizer, wordlist, score, stat
     else:
         spec = words_spec(length, prefix_length, wordlist)
     task = "set-inference" if statistic == "set-mean" else "canary-rank"
-    plan = Plan(task=task, score=score, statistic=statistic, counterfactuals=counterfactuals, alpha=alpha)
-    cs, seed = new_canary_set(spec, count, plan)
-    save_canary_set(cs, out, seed)
-    click.echo(f"wrote {count} canaries to {out}")
+    reference = None
+    if reference_spec:
+        from harness.backends.identity import identity_of_spec
+
+        ident = identity_of_spec(reference_spec)
+        if ident is None:
+            raise click.BadParameter("that server publishes no model identity; a reference must be "
+                                     "committed by identity", param_hint="--reference")
+        reference = {"spec": reference_spec, "identity": ident.digest()}
+    elif needs_reference(score) and format_version == "2":
+        raise click.UsageError(f"score {score!r} uses a reference model: commit it now with "
+                               "--reference SPEC (a reference chosen later could be fitted to the "
+                               "counterfactuals)")
+    plan = Plan(task=task, score=score, statistic=statistic, counterfactuals=counterfactuals,
+                alpha=alpha, reference=reference)
+    if format_version == "1":
+        cs, seed = new_canary_set(spec, count, plan)
+        save_canary_set(cs, out, seed)
+        click.echo(f"wrote {count} canaries to {out} (format v1: no beacon, no timestamp)")
+        click.echo(f"commitment: {cs.commitment}")
+        click.echo(f"secret seed: {secret_path(out)} (mode 0600; keep it private)")
+        return
+    from harness.protocol.pool import commit, pinned_round_time
+
+    chain = _beacon_chain(beacon_arg, local_beacon)
+    cs, seed = commit(spec, count, plan, chain, beacon_delay)
+    save_canary_set(cs, out, seed, force=force)
+    from harness.cli.protocol_cmd import _iso
+
+    click.echo(f"wrote {out}: a commitment to {count} canaries and {cs.pool_size - count} "
+               "counterfactuals, not drawn yet")
     click.echo(f"commitment: {cs.commitment}")
-    click.echo(f"secret seed: {secret_path(out)} (mode 0600; keep it private, never publish it)")
-    click.echo("Publish or timestamp the commitment now; keep the canary file private until the audit.")
+    click.echo(f"secret seed: {secret_path(out)} (mode 0600; keep it private until the claim)")
+    click.echo(f"beacon: {chain.name} round {cs.beacon['round']}, published at "
+               f"{_iso(pinned_round_time(cs))}{'' if chain.public else ' (LOCAL TEST beacon)'}")
+    click.echo("Next: publish the commitment and timestamp it before that time "
+               f"(`tdp canaries timestamp {out} --tsa-url URL --chain CHAIN.pem`), then "
+               f"`tdp canaries assign {out}` once the round is out.")
+
+
+def _beacon_chain(beacon_arg: str, local_beacon: Path | None):
+    """The chain named by --beacon, or a local test beacon's (its key file made if absent)."""
+    from harness.protocol.beacon import get_chain, parse_beacon_arg
+
+    if local_beacon is not None:
+        from harness.protocol.local_beacon import LocalTestBeacon
+
+        if not local_beacon.exists():
+            LocalTestBeacon.create().save(local_beacon)
+        return LocalTestBeacon.load(local_beacon).chain
+    name, rnd = parse_beacon_arg(beacon_arg)
+    if rnd is not None:
+        raise click.BadParameter("the round is chosen from --beacon-delay, not named",
+                                 param_hint="--beacon")
+    return get_chain(name)
 
 
 @canaries_group.command("verify")

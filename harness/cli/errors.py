@@ -15,6 +15,10 @@ from canaries.generators import GeneratorError
 from canaries.wordlist import WordlistError
 from harness.backends import BackendError, ModelSpecError
 from harness.cache import CacheError
+from harness.protocol.beacon import BeaconError
+from harness.protocol.local_tsa import LocalTSAError
+from harness.protocol.pool import ProtocolError
+from harness.protocol.timestamp import TimestampError
 from harness.registry import TaskError
 from harness.results import ReportError
 from harness.stats import PlanViolation
@@ -33,6 +37,10 @@ USER_ERRORS: tuple[type[Exception], ...] = (
     ReportError,
     ScoreError,
     PlanViolation,
+    ProtocolError,
+    BeaconError,
+    TimestampError,
+    LocalTSAError,
     FileNotFoundError,
 )
 F = TypeVar("F", bound=Callable[..., Any])

@@ -38,8 +38,14 @@ def counterfactuals_needed(statistic: str, k: int, m: int) -> int:
     return k * m if statistic in PER_CANARY_POOLS else m
 
 
-def run_statistic(name: str, canary: np.ndarray, counterfactual: np.ndarray) -> TestResult:
-    """Dispatch a plan's statistic by name (see STATISTICS)."""
+def run_statistic(
+    name: str,
+    canary: np.ndarray,
+    counterfactual: np.ndarray,
+    details: dict[str, Any] | None = None,
+) -> TestResult:
+    """Dispatch a statistic by name (see STATISTICS); `details` of a stored result supply the
+    settings of the secondary set-mean permutation test (its resamples and their seed)."""
     canary = np.asarray(canary, dtype=np.float64)
     counterfactual = np.asarray(counterfactual, dtype=np.float64)
     if name == "rank-sum":
@@ -56,6 +62,17 @@ def run_statistic(name: str, canary: np.ndarray, counterfactual: np.ndarray) -> 
         if len(counterfactual) % len(canary):
             raise ValueError("set-mean needs the counterfactual marks in whole users of K marks")
         return set_mean_test(canary, np.reshape(counterfactual, (-1, len(canary))))
+    if name == "set-mean-permutation":
+        d = details or {}
+        if len(counterfactual) % len(canary):
+            raise ValueError("set-mean needs the counterfactual marks in whole users of K marks")
+        return set_mean_test(
+            canary,
+            np.reshape(counterfactual, (-1, len(canary))),
+            method="permutation",
+            n_resamples=int(d.get("subsets") or d.get("n_resamples") or 100_000),
+            seed=int(d.get("seed", 0)),
+        )
     raise ValueError(f"unknown statistic {name!r}; known: {', '.join(STATISTICS)}")
 
 
