@@ -1,20 +1,24 @@
-"""`tdp demo`: corpus -> canaries -> injection -> train target and reference -> audit -> report.
+"""`tdp demo`: the protocol-v2 chain end to end on a tiny model trained here.
 
-Everything runs offline on a CPU in a few minutes. The demo draws its canaries from a seed
-derived from `--seed` so that its numbers are reproducible; a real canary set draws fresh
-secret randomness (`tdp canaries new`).
+corpus -> reference model -> commitments (reference committed by identity) -> RFC 3161 timestamps
+from a local test TSA -> a local test beacon round derives the canaries -> planting -> target
+model -> audits -> report -> `tdp verify`. Everything runs offline on a CPU in a few minutes;
+the local TSA and beacon stand in for a real TSA and drand, and the report says so. The demo
+derives its secrets from `--seed` so that its numbers are reproducible; a real canary set draws
+fresh secret randomness (`tdp canaries new`).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from canaries.canary_set import Plan, new_canary_set, save_canary_set
-from canaries.corpus import Corpus, write_corpus
+from canaries.canary_set import CanarySet, Plan, save_canary_set
+from canaries.corpus import Corpus, read_corpus, write_corpus
 from canaries.drbg import derive_seed
 from canaries.generators import words_spec
 from canaries.inject import inject_corpus
@@ -29,7 +33,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class DemoConfig:
-    """Sizes of the embedded demo; the defaults finish in under five minutes on 2 CPU cores."""
+    """Sizes of the embedded demo; the defaults finish in a few minutes on 2 CPU cores."""
 
     corpus_bytes: int = 300_000
     vocab_size: int = 2048
@@ -39,11 +43,56 @@ class DemoConfig:
     counterfactuals: int = 500
     alpha: float = 0.01
     seed: int = 0
+    beacon_delay_s: float = 3.0  # the local TSA's token is good to +2 s (resolution + accuracy)
     train: TrainConfig = field(default_factory=TrainConfig)
 
 
 def _say(msg: str) -> None:
     print(f"[tdp demo] {msg}", flush=True)
+
+
+def local_protocol(work: Path, seed: str):
+    """A local test TSA and a local test beacon whose key derives from the demo seed."""
+    from py_ecc.optimized_bls12_381 import curve_order
+
+    from harness.protocol.local_beacon import LocalTestBeacon
+    from harness.protocol.local_tsa import LocalTSA
+
+    key = int.from_bytes(derive_seed("demo-beacon", seed), "big") % (curve_order - 1) + 1
+    beacon = LocalTestBeacon(key, "local-demo", int(time.time()), 1)
+    tsa_dir = work / "local-tsa"
+    tsa = LocalTSA(tsa_dir) if (tsa_dir / "tsa.pem").exists() else LocalTSA.create(tsa_dir)
+    return tsa, beacon
+
+
+def committed_sets(
+    config: DemoConfig, reference_identity: dict[str, str], work: Path
+) -> tuple[CanarySet, CanarySet]:
+    """Two v2 sets (one to plant, one never planted): committed, timestamped, assigned."""
+    from harness.protocol.beacon import round_time
+    from harness.protocol.pool import add_timestamp, assign, commit
+    from harness.protocol.timestamp import record_from_reply, timestamp_request
+
+    spec = words_spec(config.canary_length)
+    plan = Plan(score="loss", statistic="rank-sum", counterfactuals=config.counterfactuals,
+                alpha=config.alpha, reference=reference_identity)
+    tsa, beacon = local_protocol(work, str(config.seed))
+    out = []
+    for name, label in (("canaries.json", "demo-canaries"), ("never-planted-canaries.json", "demo-fresh")):
+        secret = derive_seed(label, str(config.seed))
+        cs, _ = commit(spec, config.canaries, plan, beacon.chain, config.beacon_delay_s, secret)
+        request = timestamp_request(cs.commitment)
+        cs, _ = add_timestamp(cs, record_from_reply(tsa.stamp(request), cs.commitment,
+                                                    tsa.chain_pem, request))
+        out.append((name, cs, secret))
+    wait = max(round_time(beacon.chain, cs.beacon["round"]) for _, cs, _ in out) - time.time()
+    time.sleep(max(0.0, wait + 0.05))  # the pinned rounds must be "published" before use
+    done = []
+    for name, cs, secret in out:
+        cs = assign(cs, secret, beacon.sign(int(cs.beacon["round"])))
+        save_canary_set(cs, work / name, secret)
+        done.append(cs)
+    return done[0], done[1]
 
 
 def run_demo(out_dir: str | Path = "results/demo", config: DemoConfig | None = None) -> Report:
@@ -58,44 +107,44 @@ def run_demo(out_dir: str | Path = "results/demo", config: DemoConfig | None = N
     write_corpus(Corpus(texts=docs, names=[str(i) for i in range(len(docs))], records=[{} for _ in docs]),
                  work / "corpus.jsonl")
     _say(f"corpus: {len(docs)} stdlib docstrings, {sum(map(len, docs)):,} characters")
-
-    spec = words_spec(config.canary_length)
-    plan = Plan(score="loss", statistic="rank-sum", counterfactuals=config.counterfactuals, alpha=config.alpha)
-    seed = str(config.seed)
-    planted, planted_seed = new_canary_set(spec, config.canaries, plan, derive_seed("demo-canaries", seed))
-    save_canary_set(planted, work / "canaries.json", planted_seed)
-    fresh, fresh_seed = new_canary_set(spec, config.canaries, plan, derive_seed("demo-fresh", seed))
-    save_canary_set(fresh, work / "never-planted-canaries.json", fresh_seed)
-    manifest = inject_corpus(work / "corpus.jsonl", planted, config.repeat, work / "corpus-injected.jsonl",
-                             seed=derive_seed("demo-inject", seed))
-    _say(f"planted {config.canaries} canaries x{config.repeat} ({len(manifest.insertions)} insertions); "
-         f"commitment {planted.commitment[:16]}...")
-
-    from canaries.corpus import read_corpus
-
     tokenizer = train_tokenizer(docs, config.vocab_size)  # trained on clean text: no canary merges
+    reference = train_causal_lm(docs, tokenizer, config.train, work / "reference", desc="train reference")
+    _say(f"reference (clean corpus): loss {reference.final_loss:.3f}, {reference.seconds:.0f}s")
+    ref_b = HFBackend(reference.path, progress=True)
+    rspec = f"hf:{reference.path}"
+    ref_identity = {"spec": rspec, "identity": ref_b.fingerprint().identity_digest()}
+
+    planted, fresh = committed_sets(config, ref_identity, work)
+    _say(f"committed, timestamped (local test TSA) and assigned (local test beacon) two sets; "
+         f"commitment {planted.commitment[:16]}...")
+    manifest = inject_corpus(work / "corpus.jsonl", planted, config.repeat, work / "corpus-injected.jsonl",
+                             seed=derive_seed("demo-inject", str(config.seed)))
+    _say(f"planted {config.canaries} canaries x{config.repeat} ({len(manifest.insertions)} insertions)")
+
     injected = read_corpus(work / "corpus-injected.jsonl").texts
     target = train_causal_lm(injected, tokenizer, config.train, work / "target", desc="train target")
     _say(f"target: {target.parameters:,} parameters, {target.tokens_per_epoch:,} tokens/epoch, "
          f"loss {target.final_loss:.3f}, {target.seconds:.0f}s")
-    reference = train_causal_lm(docs, tokenizer, config.train, work / "reference", desc="train reference")
-    _say(f"reference (no canaries): loss {reference.final_loss:.3f}, {reference.seconds:.0f}s")
 
-    target_b, ref_b = HFBackend(target.path, progress=True), HFBackend(reference.path, progress=True)
-    tspec, rspec = f"hf:{target.path}", f"hf:{reference.path}"
+    target_b = HFBackend(target.path, progress=True)
+    tspec = f"hf:{target.path}"
+    cpath, fpath = str(work / "canaries.json"), str(work / "never-planted-canaries.json")
     audits = [
-        run_audit("canary-rank", AuditContext(planted, str(work / "canaries.json"), target_b, tspec, ref_b, rspec),
+        run_audit("canary-rank", AuditContext(planted, cpath, target_b, tspec, ref_b, rspec),
                   title="target model vs planted canaries"),
-        run_audit("canary-rank", AuditContext(planted, str(work / "canaries.json"), ref_b, rspec),
+        run_audit("canary-rank", AuditContext(planted, cpath, ref_b, rspec),
                   title="reference model (never saw the canaries) vs planted canaries", role="null-control"),
-        run_audit("canary-rank", AuditContext(fresh, str(work / "never-planted-canaries.json"), target_b, tspec),
+        run_audit("canary-rank", AuditContext(fresh, fpath, target_b, tspec),
                   title="target model vs a canary set that was never planted", role="null-control"),
     ]
     notes = [
-        f"Demo corpus: {len(docs)} docstrings of the Python {__import__('sys').version.split()[0]} "
+        f"Demo corpus: {len(docs)} docstrings of the Python {sys.version.split()[0]} "
         "standard library (read from its source files, present wherever Python is installed).",
-        "The demo derives its canary seeds from --seed so its numbers are reproducible; a real "
-        "canary set is drawn with fresh secret randomness by `tdp canaries new`.",
+        "Protocol v2 with LOCAL TEST stand-ins: the timestamps come from a local openssl TSA and the "
+        "beacon round from a local key, so neither proves time or public randomness; a real claim "
+        "uses a TSA and drand (README, 'Protocol v2 in five commands').",
+        "The demo derives its secrets and its beacon key from --seed so its numbers are "
+        "reproducible; a real canary set draws fresh secret randomness (`tdp canaries new`).",
         f"Training config: {json.dumps(asdict(config.train))}.",
         f"Total demo time: {time.time() - t0:.0f} s.",
     ]
@@ -104,4 +153,5 @@ def run_demo(out_dir: str | Path = "results/demo", config: DemoConfig | None = N
     for a in audits:
         _say(f"{a.title}: primary p = {a.primary.result.pvalue:.3g} ({a.role})")
     _say(f"report: {out / 'report.html'} ({time.time() - t0:.0f} s)")
+    _say(f"verify it: tdp verify {out} --canaries {cpath} --canaries {fpath}")
     return report

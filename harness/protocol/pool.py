@@ -6,7 +6,7 @@ Why the pool is derived, not drawn at commitment time (a departure from STATISTI
 seed, and an owner can try many seeds before committing (harmless for rank tests, which are
 exact given the pool, but not for extraction's binomial bound, which needs uniform secret
 suffixes). Here the commitment binds sha256 of the secret seed and a beacon round in the
-future; the items are draws seeded by sha256(commitment | seed | round randomness), so once
+future; the items are draws seeded by sha256(label | seed | round randomness), so once
 the round is public the pool is fixed, and before it nobody, the owner included, could know
 any item. The round is pinned in the commitment: a round named at assignment time would let
 the owner try every published round and keep the luckiest.
@@ -14,6 +14,7 @@ the owner try every published round and keep the luckiest.
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
@@ -113,9 +114,10 @@ def add_timestamp(cs: CanarySet, record: TimestampRecord) -> tuple[CanarySet, Ti
 
 
 def derive_pool(cs: CanarySet, seed: bytes, randomness: bytes) -> tuple[list[Canary], list[Canary]]:
-    """The K canaries and the counterfactuals: distinct draws seeded by the commitment, the
-    secret seed and the round's randomness; canaries are the first K in draw order."""
-    pool_seed = derive_seed(POOL_LABEL, cs.commitment, seed, randomness)
+    """The K canaries and the counterfactuals: distinct draws seeded by the secret seed and the
+    round's randomness; canaries are the first K in draw order. (The commitment binds both; it is
+    left out of the derivation so that a seeded demo redraws the same pool on every run.)"""
+    pool_seed = derive_seed(POOL_LABEL, seed, randomness)
     drawn = draw_canaries(cs.spec, HashDRBG(pool_seed, "pool"), cs.pool_size)
     canaries = [replace(c, id=f"canary-{i:06d}") for i, c in enumerate(drawn[: cs.k])]
     rest = [replace(c, id=f"cf-{i:06d}") for i, c in enumerate(drawn[cs.k :])]
@@ -135,7 +137,7 @@ def check_round(cs: CanarySet, r: BeaconRound, now: float | None = None) -> None
             f"beacon round {r.round} is not the committed round {cs.beacon['round']}"
         )
     try:
-        verify_round(chain, r)
+        _verified_round(chain, r)
     except BeaconError as e:
         raise ProtocolError(f"beacon round {r.round}: {e}") from e
     now = time.time() if now is None else now
@@ -143,6 +145,13 @@ def check_round(cs: CanarySet, r: BeaconRound, now: float | None = None) -> None
         raise ProtocolError(
             f"beacon round {r.round} is not published until {_iso(round_time(chain, r.round))}"
         )
+
+
+@functools.lru_cache(maxsize=256)
+def _verified_round(chain: BeaconChain, r: BeaconRound) -> None:
+    """verify_round, remembered: a pairing check costs ~0.4 s and is a pure function of its inputs
+    (a failure raises, and exceptions are never cached)."""
+    verify_round(chain, r)
 
 
 def assign(cs: CanarySet, seed: bytes, r: BeaconRound, now: float | None = None) -> CanarySet:

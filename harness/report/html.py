@@ -8,7 +8,16 @@ from html import escape
 
 from harness.report.extraction import extraction_tables
 from harness.report.plots import png_data_uri, score_plot_png
-from harness.report.wording import SECONDARY_CAVEAT, fmt_p, null_hypothesis, p_label, verdict
+from harness.report.wording import (
+    CACHED_SCORES,
+    SECONDARY_CAVEAT,
+    fmt_p,
+    fmt_result_p,
+    null_hypothesis,
+    p_label,
+    timeline,
+    verdict,
+)
 from harness.results import AuditResult, Report
 
 CSS = """
@@ -20,7 +29,19 @@ th{background:#f6f8fa}.verdict{padding:.8em 1em;border-radius:6px;margin:1em 0}
 .reject{background:#fff4e6;border:1px solid #f59f00}.keep{background:#f1f3f5;border:1px solid #adb5bd}
 code,.mono{font-family:ui-monospace,monospace;font-size:.88em;word-break:break-all}
 .small{color:#57606a;font-size:.88em}img{max-width:100%}
+.v-ok{color:#1a7f37;font-weight:600}.v-open{color:#9a6700;font-weight:600}
+.v-FAIL{color:#cf222e;font-weight:600}
 """
+
+VERDICT_WORD = {"ok": "✓ done", "open": "⚠ open", "FAIL": "✗ failed"}
+
+
+def _timeline_table(a: AuditResult) -> str:
+    rows = [_row("step", "when", "status", "evidence", header=True)]
+    for step, when, v, detail in timeline(a):
+        rows.append(_row(escape(step), escape(when), f"<span class='v-{v}'>"
+                         f"{VERDICT_WORD.get(v, escape(v))}</span>", escape(detail)))
+    return "<table>" + "".join(rows) + "</table>"
 
 
 ROLE_SUFFIX = {"null-control": " — null control", "additional": " — additional analysis (not pre-registered)"}
@@ -41,9 +62,9 @@ def _tests_table(a: AuditResult) -> str:
                 "<b>primary</b> (pre-registered)" if t.primary else "secondary",
                 escape(r.name),
                 f"{r.statistic:g}",
-                f"<b>{escape(fmt_p(r.pvalue))}</b>",
+                f"<b>{escape(fmt_result_p(r))}</b>",
                 "exact bound" if r.kind == "bound" else "estimate, not a bound",
-                escape(fmt_p(r.min_attainable_p)),
+                escape(fmt_p(r.min_attainable_p, r.log10_min_attainable_p)),
                 f"<span class=small>{escape(r.method)}</span>",
             )
         )
@@ -67,8 +88,10 @@ def _audit_section(a: AuditResult, holm_p: float | None) -> str:
         f"{escape(verdict(a))}</div>",
     ]
     if holm_p is not None and not math.isnan(holm_p):
-        parts.append(f"<p>Holm-adjusted over the audits in this report: p ≤ {fmt_p(holm_p)}</p>")
+        parts.append(f"<p>Holm-adjusted over the audits in this report: p ≤ {escape(fmt_p(holm_p))}</p>")
     parts += [
+        "<h3>Protocol timeline</h3>",
+        _timeline_table(a),
         f"<p><b>Null hypothesis.</b> {escape(null_hypothesis(a))}</p>",
         f"<p><b>Pre-registered plan</b> (committed with the canaries): score <code>{escape(str(plan['score']))}</code>, "
         f"statistic <code>{escape(str(plan['statistic']))}</code>, M = {plan['counterfactuals']}, "
@@ -95,16 +118,19 @@ def _audit_section(a: AuditResult, holm_p: float | None) -> str:
                 ("canary file", f"<code>{escape(a.canary_set.path)}</code>"),
                 ("canary commitment (sha256)", f"<code>{escape(a.canary_set.commitment)}</code>"),
                 ("canary set created", escape(a.canary_set.created)
-                 + " <span class=small>(as written in the file; the publication date must be shown "
-                 "independently, e.g. by a timestamped copy of the commitment — this report cannot verify it)</span>"),
+                 + (" <span class=small>(inside the commitment; its time is proven only by the "
+                    "timestamp step above)</span>" if a.canary_set.format_version == 2 else
+                    " <span class=small>(format v1: as written in the file, outside the "
+                    "commitment; this report cannot verify it)</span>")),
+                ("canary file format", f"v{a.canary_set.format_version}"),
                 ("audit seed", f"<code>{escape(a.audit_seed)}</code>"),
                 ("seed derivation", escape(a.seed_derivation)),
                 ("started / finished", f"{escape(a.started)} / {escape(a.finished)}"),
             ]
         ),
     ]
-    if a.notes:
-        parts.append("<ul>" + "".join(f"<li>{escape(n)}</li>" for n in a.notes) + "</ul>")
+    notes = (*a.notes, CACHED_SCORES) if a.task != "extraction" else a.notes
+    parts.append("<ul>" + "".join(f"<li>{escape(n)}</li>" for n in notes) + "</ul>")
     if a.task == "extraction":
         parts.append(extraction_tables(a))
         return "\n".join(parts)

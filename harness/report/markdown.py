@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from harness.report.wording import fmt_p, p_label, verdict
+from harness.report.wording import (
+    CACHED_SCORES,
+    SECONDARY_CAVEAT,
+    fmt_p,
+    fmt_result_p,
+    p_label,
+    timeline,
+    verdict,
+)
 from harness.results import Report
 
 
@@ -18,20 +26,32 @@ def render_markdown(report: Report) -> str:
     ]
     for a in report.audits:
         t = a.primary
+        r = t.result
         lines.append(
-            f"| {a.title} | {a.role} | {t.result.name} on `{t.score}` | {fmt_p(t.result.pvalue)} "
-            f"| {t.result.kind} | {fmt_p(t.result.min_attainable_p)} |"
+            f"| {a.title} | {a.role} | {r.name} on `{t.score}` | {fmt_result_p(r)} "
+            f"| {r.kind} | {fmt_p(r.min_attainable_p, r.log10_min_attainable_p)} |"
         )
     lines.append("")
-    for a in report.audits:
+    for n, a in enumerate(report.audits):
         lines += [f"## {a.title}", "", f"**{p_label(a.primary.result)}.** {verdict(a)}", ""]
-        lines.append(f"- canary commitment: `{a.canary_set.commitment}`")
+        if report.holm_adjusted is not None and a.role == "audit":
+            lines += [f"Holm-adjusted over this report's claims: p ≤ {fmt_p(report.holm_adjusted[n])}", ""]
+        lines += ["Protocol timeline:", "", "| step | when | status | evidence |", "|---|---|---|---|"]
+        for step, when, v, detail in timeline(a):
+            lines.append(f"| {step} | {when} | {v} | {detail} |")
+        lines.append("")
+        lines.append(f"- canary commitment (format v{a.canary_set.format_version}): "
+                     f"`{a.canary_set.commitment}`")
         lines.append(f"- audit seed: `{a.audit_seed}` ({a.seed_derivation})")
-        for t in a.tests:
-            if not t.primary:
-                lines.append(
-                    f"- secondary: {t.result.name} on `{t.score}`: p = {fmt_p(t.result.pvalue)} ({t.result.kind})"
-                )
+        secondary = [t for t in a.tests if not t.primary]
+        for t in secondary:
+            r = t.result
+            what = "bound, not pre-registered" if r.kind == "bound" else "estimate, not a bound"
+            lines.append(f"- secondary: {r.name} on `{t.score}`: p = {fmt_result_p(r)} ({what})")
+        if secondary:
+            lines.append(f"- {SECONDARY_CAVEAT}")
+        if a.task != "extraction":
+            lines.append(f"- {CACHED_SCORES}")
         lines.append("")
     for n in report.notes:
         lines.append(f"> {n}")

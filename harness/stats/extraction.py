@@ -31,6 +31,7 @@ from collections.abc import Sequence
 import numpy as np
 from scipy.special import gammaln, logsumexp
 
+from harness.stats.ranks import holm_log10
 from harness.stats.result import TestResult
 from harness.stats.tails import LN10, ROUND_UP, Tail, binomial_tail
 
@@ -250,6 +251,7 @@ def extraction_test(
             "distinct_factor_log10": factor,
             "per_canary_p": [t.p for t in per],
             "per_canary_log10_p": [t.log10 for t in per],
+            "per_canary_holm_log10_p": holm_log10([t.log10 for t in per]),
             "exact_matches": sum(1 for v in m if v == length),
         },
         log10_pvalue=tail.log10,

@@ -128,6 +128,18 @@ def holm(pvalues: Sequence[float]) -> list[float]:
     return adj.tolist()
 
 
+def holm_log10(log10_pvalues: Sequence[float]) -> list[float]:
+    """Holm-adjusted p-values in log10 (for p-values far below the float range)."""
+    lp = np.asarray(log10_pvalues, dtype=np.float64)
+    order = np.argsort(lp, kind="stable")
+    adj = np.empty_like(lp)
+    running = -math.inf
+    for j, i in enumerate(order):
+        running = max(running, min(0.0, math.log10(lp.size - j) + lp[i]))
+        adj[i] = running
+    return adj.tolist()
+
+
 # --- K canaries, separate counterfactual pools ------------------------------------------------
 
 

@@ -165,11 +165,24 @@ def _file_checks(a: AuditResult, f: CanaryFile) -> list[Check]:
 
     title, cs = a.title, f.cs
     out = [Check(title, f"protocol: {s.name}", s.verdict, s.detail) for s in check_protocol(cs, f.seed)]
+    out.append(Check(title, "timeline", *_timeline_verdict(a, cs)))
     out.append(Check(title, "secret", *_secret_verdict(f)))
     out.append(Check(title, "audit seed", *C.check_seed(a, cs)))
     if a.task in C.SCORED_TASKS:
         out.append(Check(title, "counterfactuals", *C.check_counterfactuals(a, cs)))
     return out
+
+
+def _timeline_verdict(a: AuditResult, cs: CanarySet) -> tuple[Verdict, str]:
+    """The timeline the report shows is the one the canary file supports."""
+    from harness.protocol.pool import check_protocol
+
+    if not a.canary_set.protocol and a.canary_set.format_version == 1:
+        return "skip", "a report without a protocol record (schema 1)"
+    expected = [s.to_dict() for s in check_protocol(cs)]
+    if list(a.canary_set.protocol) != expected:
+        return "FAIL", "the protocol timeline recorded in the report is not the canary file's"
+    return "ok", "the report's protocol timeline is the canary file's"
 
 
 def _secret_verdict(f: CanaryFile) -> tuple[Verdict, str]:
