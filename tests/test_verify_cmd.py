@@ -21,7 +21,8 @@ from harness.cli import main
 from harness.report import write_report
 from harness.results import Report
 from harness.tiny import tiny_model
-from harness.verify import verify_report
+from harness.verify import VerifyOptions, verify_report
+from harness.verify.rescore import RescorePlan
 
 
 @pytest.fixture(scope="module")
@@ -39,8 +40,15 @@ def real_report(tmp_path_factory):
     return root, cfile, json.loads((root / "report" / "report.json").read_text())
 
 
+def _options(cfiles, rescore=0, model=None):
+    """VerifyOptions with the given files; rescore=N re-scores N counterfactuals (0: no model)."""
+    files = tuple(cfiles) if isinstance(cfiles, list | tuple) else (cfiles,)
+    plan = RescorePlan(counterfactuals=rescore, seed=0, model=model)
+    return VerifyOptions(canaries=files, rescore=rescore > 0 or model is not None, rescore_plan=plan)
+
+
 def _failed(d, cfile, **kw):
-    checks = verify_report(Report.from_dict(d), cfile, **kw)
+    checks = verify_report(Report.from_dict(d), _options(cfile, **kw))
     return {c.name for c in checks if c.verdict == "FAIL"}
 
 
@@ -167,7 +175,7 @@ def test_cli_exits_nonzero_on_tamper(real_report, tmp_path):
 def test_rescore_detects_a_different_model(real_report, tmp_path):
     root, cfile, d = real_report
     other = tiny_model(tmp_path, corpus_bytes=30_000)
-    checks = verify_report(Report.from_dict(d), cfile, rescore=3, model=f"hf:{other}")
+    checks = verify_report(Report.from_dict(d), _options(cfile, rescore=3, model=f"hf:{other}"))
     assert [c.verdict for c in checks if c.name == "rescore"] == ["FAIL"]
 
 
@@ -188,10 +196,10 @@ def test_report_over_two_canary_sets_takes_one_file_per_commitment(
         for title, cs, f in (("set A", load_canary_set(cfile), cfile), ("set B", other, ofile))
     ]
     report = make_report("two sets", audits)
-    assert {c.verdict for c in verify_report(report, [cfile, ofile])} <= {"ok", "skip"}
+    assert {c.verdict for c in verify_report(report, _options([cfile, ofile]))} <= {"ok", "skip", "open"}
     # the file in hand for the first set must not be taken for the second one's
     tampered = json.loads(json.dumps(report.to_dict()))
     tampered["audits"][1]["canary_set"]["commitment"] = load_canary_set(cfile).commitment
-    failed = {(c.audit, c.name) for c in verify_report(Report.from_dict(tampered), [cfile, ofile])
+    failed = {(c.audit, c.name) for c in verify_report(Report.from_dict(tampered), _options([cfile, ofile]))
               if c.verdict == "FAIL"}
     assert ("set B", "canary file") in failed and not any(a == "set A" for a, _ in failed)
