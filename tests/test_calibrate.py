@@ -40,6 +40,19 @@ def test_attainable_level_matches_enumeration(k, m):
     assert attainable_level("set-mean", 3, 19, 0.01) == 0.0
 
 
+@pytest.mark.parametrize("statistic,k,m", [("uniform-rank-sum", 3, 4), ("rank-first-count", 4, 3)])
+def test_attainable_level_of_per_canary_pool_tests_matches_enumeration(statistic, k, m):
+    ranks = np.array(list(itertools.product(range(1, m + 2), repeat=k)))  # i.i.d. uniform ranks
+    if statistic == "uniform-rank-sum":
+        stat, extreme = ranks.sum(axis=1), np.less_equal  # small sums are evidence
+    else:
+        stat, extreme = (ranks == 1).sum(axis=1), np.greater_equal  # many firsts are evidence
+    pvals = {t: np.mean(extreme(stat, t)) for t in np.unique(stat)}
+    for a in (0.01, 0.05, 0.1, 0.3):
+        brute = max([p for p in pvals.values() if p * (1 + 2e-9) <= a], default=0.0)
+        assert attainable_level(statistic, k, m, a) == pytest.approx(brute, rel=2e-9, abs=1e-12)
+
+
 def test_clopper_pearson_is_the_beta_quantile_interval():
     lo, hi = clopper_pearson(7, 500, 0.99)
     assert lo == pytest.approx(sps.beta.ppf(0.005, 7, 494), rel=1e-6)
@@ -48,7 +61,9 @@ def test_clopper_pearson_is_the_beta_quantile_interval():
 
 
 @pytest.mark.parametrize(
-    "statistic,k,m", [("rank", 1, 19), ("rank-sum", 3, 17), ("set-mean", 2, 19)]
+    "statistic,k,m",
+    [("rank", 1, 19), ("rank-sum", 3, 17), ("set-mean", 2, 19), ("uniform-rank-sum", 3, 6),
+     ("rank-first-count", 3, 2)],
 )
 def test_synthetic_null_rejection_rates_are_consistent(statistic, k, m):
     config = CalibrationConfig(audits=3000, k=k, m=m, statistic=statistic, alphas=(0.05, 0.1))

@@ -185,6 +185,9 @@ def test_cli_audit_extraction_writes_a_report(trained) -> None:
     assert "Document extraction (evidence, no bound)" in html
     assert "<img" not in html  # no counterfactuals: no score plot
     json.loads((out / "report.json").read_text())
+    res = CliRunner().invoke(main, ["verify", str(out), "--canaries", str(trained["planted"])])
+    assert res.exit_code == 0 and "greedy continuations regenerated identically" in res.output, res.output
+    assert "extraction tests recounted" in res.output
     zero = CliRunner().invoke(
         main,
         [

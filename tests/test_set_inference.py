@@ -81,6 +81,14 @@ def test_planted_marks_are_detected_and_null_model_is_not(tiny_world, marks, tmp
         "set-inference", AuditContext(cs, str(path), target, "hf:target", progress=False)
     )
     assert [i.text for i in again.items] == [i.text for i in audit.items]
+    from harness.verify import VerifyOptions, verify_report
+    from harness.verify.rescore import RescorePlan
+
+    honest = make_report("set inference", [audit])  # the null control used an auditor's seed
+    plan = RescorePlan(counterfactuals=8, seed=1, model=f"hf:{tiny_world.target}")
+    opts = VerifyOptions((path,), rescore=True, rescore_plan=plan)
+    bad = [c for c in verify_report(honest, opts) if c.verdict == "FAIL"]
+    assert bad == []  # was: "unknown statistic 'set-mean-permutation'" on every honest report
     report = make_report("set inference", [audit, null])
     write_report(report, tmp_path)
     back = load_report(tmp_path)
@@ -129,14 +137,24 @@ def test_cli_new_set_mean_plan_and_audit(tiny_world, tmp_path):
             "set-mean",
             "-m",
             "9",
+            "--local-beacon",
+            str(tmp_path / "beacon.key"),
+            "--beacon-delay",
+            "2",
             "--out",
             str(f),
         ],
     )
     assert r.exit_code == 0, r.output
     d = json.loads(f.read_text())
-    assert d["plan"]["task"] == "set-inference" and d["plan"]["statistic"] == "set-mean"
-    canary_set_from_dict(d)
+    plan = d["committed"]["plan"]
+    assert plan["task"] == "set-inference" and plan["statistic"] == "set-mean"
+    assert canary_set_from_dict(d).pool_size == 4 + 4 * 9  # the user's K marks + N users' marks
+    import time
+
+    time.sleep(3.1)  # the pinned round of the local beacon must be out
+    r = runner.invoke(main, ["canaries", "assign", str(f), "--local-beacon", str(tmp_path / "beacon.key")])
+    assert r.exit_code == 0, r.output
     r = runner.invoke(
         main,
         [
@@ -153,3 +171,6 @@ def test_cli_new_set_mean_plan_and_audit(tiny_world, tmp_path):
     assert r.exit_code == 0, r.output
     assert "set-mean on loss" in r.output
     assert load_report(tmp_path / "rep").audits[0].primary.result.m == 9
+    r = runner.invoke(main, ["verify", str(tmp_path / "rep"), "--canaries", str(f), "--rescore", "6"])
+    assert r.exit_code == 0, r.output
+    assert "[FAIL]" not in r.output and "no RFC 3161 timestamp" in r.output

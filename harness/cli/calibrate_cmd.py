@@ -22,7 +22,7 @@ from harness.cli.errors import user_errors
 )
 @click.option(
     "--statistic",
-    type=click.Choice(["rank", "rank-sum", "set-mean"]),
+    type=click.Choice(["rank", "rank-sum", "uniform-rank-sum", "rank-first-count", "set-mean"]),
     default="rank-sum",
     show_default=True,
 )
