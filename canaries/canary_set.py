@@ -12,21 +12,31 @@ import hashlib
 import json
 import os
 import secrets
+import stat
+import warnings
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from canaries.drbg import HashDRBG
+from canaries.files import atomic_write_text, check_new_output, clean_leftovers
 from canaries.generators import Canary, GeneratorError, GeneratorSpec, conforms, draw_canaries
 
 FORMAT = "tdp-canary-set"
 FORMAT_VERSION = 1
 SEED_PURPOSE = "canaries"
+SECRET_SEED_BYTES = 32
+#: canary file and secret: only the owner may read them (the canaries are secret until the audit)
+PRIVATE_MODE = 0o600
 
 
 class CanarySetError(ValueError):
     """A canary file is malformed, tampered with, or inconsistent with its spec."""
+
+
+class SecretModeWarning(UserWarning):
+    """A secret-seed file may be read by other users."""
 
 
 @dataclass(frozen=True)
@@ -113,23 +123,31 @@ def new_canary_set(
     return cs, seed
 
 
-def save_canary_set(cs: CanarySet, path: str | Path, seed: bytes | None = None) -> Path:
-    """Write the canary file, and its seed to `path.secret` with mode 0600."""
+def save_canary_set(
+    cs: CanarySet, path: str | Path, seed: bytes | None = None, force: bool = True
+) -> Path:
+    """Write the canary file and its seed (`path.secret`), both mode 0600, never through a link.
+
+    The canary file holds the canaries themselves, so it is as private as the seed until the
+    audit. With `force` False an existing canary file or secret (even an orphaned one) is
+    refused. The secret is written first, so a canary file never stands without its secret.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(cs.to_dict(), indent=1, ensure_ascii=False) + "\n", "utf-8")
-    os.replace(tmp, path)
+    secret = secret_path(path)
+    check_new_output(path, force, "canary file")
+    if seed is not None or not force:  # an orphaned secret would pair with the new file
+        check_new_output(secret, force, "secret file")
+    clean_leftovers(path)  # temporaries of a killed save (secret's included: same prefix)
     if seed is not None:
-        secret = secret_path(path)
-        fd = os.open(secret, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            json.dump({"seed": seed.hex(), "purpose": SEED_PURPOSE, "commitment": cs.commitment}, f)
-        os.chmod(secret, 0o600)
+        info = {"seed": seed.hex(), "purpose": SEED_PURPOSE, "commitment": cs.commitment}
+        atomic_write_text(secret, json.dumps(info), PRIVATE_MODE, force, "secret file")
+    text = json.dumps(cs.to_dict(), indent=1, ensure_ascii=False) + "\n"
+    atomic_write_text(path, text, PRIVATE_MODE, force, "canary file")
     return path
 
 
 def secret_path(path: str | Path) -> Path:
+    """Where the secret seed of the canary file `path` lives: `path.secret`."""
     path = Path(path)
     return path.with_name(path.name + ".secret")
 
@@ -185,14 +203,49 @@ def load_canary_set(path: str | Path) -> CanarySet:
         raise CanarySetError(f"{path}: {e}") from e
 
 
+def read_secret(path: str | Path) -> bytes:
+    """The seed stored in a `.secret` file, checked; warns if others may read the file."""
+    path = Path(path)
+    try:
+        with path.open("rb") as f:
+            mode = stat.S_IMODE(os.fstat(f.fileno()).st_mode)
+            raw = f.read()
+    except FileNotFoundError:
+        raise CanarySetError(f"secret file not found: {path}") from None
+    except OSError as e:
+        raise CanarySetError(f"{path}: cannot read the secret file ({e.strerror})") from None
+    if mode & 0o077:
+        warnings.warn(
+            f"{path} holds the secret seed but others may read it (mode {mode:04o}); "
+            f"run: chmod 600 {path}",
+            SecretModeWarning,
+            stacklevel=2,
+        )
+    try:
+        info = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CanarySetError(f"{path}: the secret file is not valid JSON ({e})") from None
+    if not isinstance(info, dict) or not isinstance(info.get("seed"), str):
+        raise CanarySetError(f"{path}: the secret file has no 'seed' string")
+    try:
+        seed = bytes.fromhex(info["seed"])
+    except ValueError:
+        raise CanarySetError(f"{path}: the secret seed is not hexadecimal") from None
+    if len(seed) != SECRET_SEED_BYTES:
+        raise CanarySetError(
+            f"{path}: the secret seed has {len(seed)} bytes, expected {SECRET_SEED_BYTES}"
+        )
+    return seed
+
+
 def check_secret(cs: CanarySet, path: str | Path) -> str:
     """Redraw the canaries from `path.secret` and confirm they are the committed ones."""
     secret = secret_path(path)
     if not secret.exists():
         return f"no secret file ({secret.name}); the draw itself was not re-checked"
-    info = json.loads(secret.read_text())
-    seed = bytes.fromhex(info["seed"])
-    redrawn = draw_canaries(cs.spec, HashDRBG(seed, SEED_PURPOSE), len(cs.canaries), id_prefix="canary-")
+    seed = read_secret(secret)
+    drbg = HashDRBG(seed, SEED_PURPOSE)
+    redrawn = draw_canaries(cs.spec, drbg, len(cs.canaries), id_prefix="canary-")
     if [c.text for c in redrawn] != cs.texts():
         raise CanarySetError(f"{path}: the canaries are not the ones the secret seed draws")
     return "the secret seed redraws exactly these canaries"

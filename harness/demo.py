@@ -67,7 +67,7 @@ def run_demo(out_dir: str | Path = "results/demo", config: DemoConfig | None = N
     fresh, fresh_seed = new_canary_set(spec, config.canaries, plan, derive_seed("demo-fresh", seed))
     save_canary_set(fresh, work / "never-planted-canaries.json", fresh_seed)
     manifest = inject_corpus(work / "corpus.jsonl", planted, config.repeat, work / "corpus-injected.jsonl",
-                             seed=derive_seed("demo-inject", seed))
+                             seed=derive_seed("demo-inject", seed), force=True)
     _say(f"planted {config.canaries} canaries x{config.repeat} ({len(manifest.insertions)} insertions); "
          f"commitment {planted.commitment[:16]}...")
 
@@ -100,7 +100,7 @@ def run_demo(out_dir: str | Path = "results/demo", config: DemoConfig | None = N
         f"Total demo time: {time.time() - t0:.0f} s.",
     ]
     report = make_report("tdp demo: planted canaries, trained model, exact proof", audits, notes)
-    write_report(report, out)
+    write_report(report, out, force=True)  # a rerun of the demo regenerates its own output
     for a in audits:
         _say(f"{a.title}: primary p = {a.primary.result.pvalue:.3g} ({a.role})")
     _say(f"report: {out / 'report.html'} ({time.time() - t0:.0f} s)")

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from harness.backends.base import BackendError, Fingerprint, VocabStats
+from harness.backends.hub import looks_local, require_hub_or_cache
 from harness.backends.spec import ModelSpec
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -26,10 +27,6 @@ WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 #: config attributes that transform logits after lm_head; models with them take the full path
 _LOGIT_TRANSFORMS = ("final_logit_softcapping", "logit_scale", "output_multiplier_scale")
-
-
-def _looks_local(model: str) -> bool:
-    return model.startswith(("/", ".", "~")) or Path(model).expanduser().exists()
 
 
 def weights_sha256(directory: Path) -> str:
@@ -94,7 +91,7 @@ class HFBackend:
             from transformers.utils import logging as hf_logging
 
             hf_logging.disable_progress_bar()
-        local = _looks_local(model)
+        local = looks_local(model)
         if local:
             path = Path(model).expanduser()
             if not path.is_dir():
@@ -112,15 +109,20 @@ class HFBackend:
                          ("chunk_rows", chunk_rows)):
             if int(val) < 1:
                 raise BackendError(f"{opt} must be a positive integer, got {val!r}")
+        # a local folder never touches the network; an unreachable hub fails fast or uses the cache
+        files_only = require_hub_or_cache(model, "model", revision)
         try:
-            self.tokenizer = AutoTokenizer.from_pretrained(model, revision=revision)
+            self.tokenizer = AutoTokenizer.from_pretrained(
+                model, revision=revision, local_files_only=files_only
+            )
             try:
                 self.model = AutoModelForCausalLM.from_pretrained(
-                    model, revision=revision, dtype=DTYPES[dtype], attn_implementation=attn
+                    model, revision=revision, dtype=DTYPES[dtype], attn_implementation=attn,
+                    local_files_only=files_only,
                 )
             except (ValueError, ImportError):  # architecture without this attention kernel
                 self.model = AutoModelForCausalLM.from_pretrained(
-                    model, revision=revision, dtype=DTYPES[dtype]
+                    model, revision=revision, dtype=DTYPES[dtype], local_files_only=files_only
                 )
             self.model = self.model.to(device)
         except Exception as e:  # hub/network/format errors come in many types
