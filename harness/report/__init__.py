@@ -45,8 +45,8 @@ def write_report(report: Report, out_dir: str | Path, force: bool = False) -> Pa
     """Write report.{json,html,md} into `out_dir`; returns the directory.
 
     An old report is refused unless `force`, and replaced only once the new one is complete:
-    a folder holding nothing but a report is swapped whole; in a folder with other files the
-    three files are staged beside their final names and renamed back to back.
+    a folder holding nothing but a report is swapped whole; in a folder with other files (or
+    whose parent is read-only) the three files are staged inside it and renamed back to back.
     """
     out = Path(out_dir)
     check_report_dir(out, force)
@@ -58,7 +58,9 @@ def write_report(report: Report, out_dir: str | Path, force: bool = False) -> Pa
     for name in REPORT_FILES:
         clean_leftovers(out / name)
     clean_leftovers(out)
-    if not out.exists() or {p.name for p in out.iterdir()} <= set(REPORT_FILES):
+    if not out.exists() or (
+        {p.name for p in out.iterdir()} <= set(REPORT_FILES) and os.access(out.parent, os.W_OK)
+    ):
         return _swap_in_report(texts, out)
     staging = new_tmp_dir(out / "report.json")  # inside `out`: the renames stay on one disk
     try:
