@@ -17,13 +17,15 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
+import stat
+import warnings
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from canaries.drbg import HashDRBG
-from canaries.files import atomic_write_text
+from canaries.files import atomic_write_text, check_new_output, clean_leftovers
 from canaries.generators import Canary, GeneratorError, GeneratorSpec, conforms, draw_canaries
 
 FORMAT = "tdp-canary-set"
@@ -32,10 +34,17 @@ SUPPORTED_VERSIONS = (1, 2)
 SEED_PURPOSE = "canaries"
 PROTOCOL_V2 = "tdp-pool-v2"
 SEED_DIGEST_LABEL = "tdp-pool-seed-v2"
+SECRET_SEED_BYTES = 32
+#: canary file and secret: only the owner may read them (the canaries are secret until the audit)
+PRIVATE_MODE = 0o600
 
 
 class CanarySetError(ValueError):
     """A canary file is malformed, tampered with, or inconsistent with its spec."""
+
+
+class SecretModeWarning(UserWarning):
+    """A secret-seed file may be read by other users."""
 
 
 @dataclass(frozen=True)
@@ -224,20 +233,28 @@ def new_pool_set(
 def save_canary_set(
     cs: CanarySet, path: str | Path, seed: bytes | None = None, force: bool = True
 ) -> Path:
-    """Write the canary file (mode 0600: it holds the canaries) and the seed to `path.secret`.
+    """Write the canary file and its seed (`path.secret`), both mode 0600, never through a link.
 
-    Both are written atomically and never through a symbolic link.
+    The canary file holds the canaries themselves, so it is as private as the seed until the
+    audit. With `force` False an existing canary file or secret (even an orphaned one) is
+    refused. The secret is written first, so a canary file never stands without its secret.
     """
     path = Path(path)
-    text = json.dumps(cs.to_dict(), indent=1, ensure_ascii=False) + "\n"
+    secret = secret_path(path)
+    check_new_output(path, force, "canary file")
+    if seed is not None or not force:  # an orphaned secret would pair with the new file
+        check_new_output(secret, force, "secret file")
+    clean_leftovers(path)  # temporaries of a killed save (secret's included: same prefix)
     if seed is not None:
-        record = {"seed": seed.hex(), "purpose": SEED_PURPOSE, "commitment": cs.commitment}
-        atomic_write_text(secret_path(path), json.dumps(record), 0o600, force, "secret file")
-    atomic_write_text(path, text, 0o600, force, "canary file")
+        info = {"seed": seed.hex(), "purpose": SEED_PURPOSE, "commitment": cs.commitment}
+        atomic_write_text(secret, json.dumps(info), PRIVATE_MODE, force, "secret file")
+    text = json.dumps(cs.to_dict(), indent=1, ensure_ascii=False) + "\n"
+    atomic_write_text(path, text, PRIVATE_MODE, force, "canary file")
     return path
 
 
 def secret_path(path: str | Path) -> Path:
+    """Where the secret seed of the canary file `path` lives: `path.secret`."""
     path = Path(path)
     return path.with_name(path.name + ".secret")
 
@@ -363,34 +380,52 @@ def load_canary_set(path: str | Path) -> CanarySet:
 
 
 def read_secret(path: str | Path) -> bytes:
-    """The secret seed stored beside canary file `path` (FILE.secret), validated."""
-    secret = secret_path(path)
+    """The seed stored in a `.secret` file, checked; warns if others may read the file."""
+    path = Path(path)
     try:
-        info = json.loads(secret.read_text("utf-8"))
+        with path.open("rb") as f:
+            mode = stat.S_IMODE(os.fstat(f.fileno()).st_mode)
+            raw = f.read()
     except FileNotFoundError:
-        raise CanarySetError(f"secret file not found: {secret}") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise CanarySetError(f"{secret}: not a readable secret file ({e})") from e
-    seed = info.get("seed") if isinstance(info, dict) else None
+        raise CanarySetError(f"secret file not found: {path}") from None
+    except OSError as e:
+        raise CanarySetError(f"{path}: cannot read the secret file ({e.strerror})") from None
+    if mode & 0o077:
+        warnings.warn(
+            f"{path} holds the secret seed but others may read it (mode {mode:04o}); "
+            f"run: chmod 600 {path}",
+            SecretModeWarning,
+            stacklevel=2,
+        )
     try:
-        raw = bytes.fromhex(seed) if isinstance(seed, str) else b""
+        info = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CanarySetError(f"{path}: the secret file is not valid JSON ({e})") from None
+    if not isinstance(info, dict) or not isinstance(info.get("seed"), str):
+        raise CanarySetError(f"{path}: the secret file has no 'seed' string")
+    try:
+        seed = bytes.fromhex(info["seed"])
     except ValueError:
-        raw = b""
-    if len(raw) < 16:
-        raise CanarySetError(f"{secret}: 'seed' must be at least 16 bytes of hex")
-    return raw
+        raise CanarySetError(f"{path}: the secret seed is not hexadecimal") from None
+    if len(seed) != SECRET_SEED_BYTES:
+        raise CanarySetError(
+            f"{path}: the secret seed has {len(seed)} bytes, expected {SECRET_SEED_BYTES}"
+        )
+    return seed
 
 
 def check_secret(cs: CanarySet, path: str | Path) -> str:
-    """v1: redraw the canaries from `path.secret` and confirm they are the committed ones."""
-    if not secret_path(path).exists():
-        return f"no secret file ({secret_path(path).name}); the draw itself was not re-checked"
-    seed = read_secret(path)
+    """Check the seed in `path.secret`: v1 redraws the canaries, v2 matches the seed digest."""
+    secret = secret_path(path)
+    if not secret.exists():
+        return f"no secret file ({secret.name}); the draw itself was not re-checked"
+    seed = read_secret(secret)
     if cs.version == 2:
         if seed_digest(seed) != cs.seed_digest:
             raise CanarySetError(f"{path}: the secret seed does not match the committed seed digest")
         return "the secret seed matches the committed seed digest"
-    redrawn = draw_canaries(cs.spec, HashDRBG(seed, SEED_PURPOSE), len(cs.canaries), id_prefix="canary-")
+    drbg = HashDRBG(seed, SEED_PURPOSE)
+    redrawn = draw_canaries(cs.spec, drbg, len(cs.canaries), id_prefix="canary-")
     if [c.text for c in redrawn] != cs.texts():
         raise CanarySetError(f"{path}: the canaries are not the ones the secret seed draws")
     return "the secret seed redraws exactly these canaries"

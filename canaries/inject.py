@@ -8,8 +8,16 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from canaries.canary_set import CanarySet
-from canaries.corpus import Corpus, read_corpus, write_corpus
+from canaries.corpus import Corpus, check_corpus_output, read_corpus, write_corpus
 from canaries.drbg import HashDRBG
+from canaries.files import atomic_write_text, check_new_output, clean_leftovers
+
+#: the manifest says where each canary went: as private as the canary file
+MANIFEST_MODE = 0o600
+
+
+class InjectError(ValueError):
+    """Injection parameters are invalid (repeat < 1, an empty corpus)."""
 
 
 @dataclass(frozen=True)
@@ -44,9 +52,9 @@ def inject_texts(
 ) -> tuple[list[str], list[tuple[str, int, int]]]:
     """Pure core: return new texts and (canary_id, doc_index, char_offset) per insertion."""
     if repeat < 1:
-        raise ValueError(f"repeat must be >= 1, got {repeat}")
+        raise InjectError(f"repeat must be >= 1, got {repeat}")
     if not texts:
-        raise ValueError("cannot inject into an empty corpus")
+        raise InjectError("cannot inject into an empty corpus")
     rng = HashDRBG(seed, "inject")
     plan: dict[int, list[tuple[int, str, str]]] = {}
     placed: list[tuple[str, int, int]] = []
@@ -69,14 +77,30 @@ def inject_texts(
     return out, placed
 
 
+def check_inject_output(corpus_path: str | Path, out: str | Path, force: bool = False) -> None:
+    """Refuse, before any work, to overwrite a corpus or manifest unasked (see `write_corpus`)."""
+    out = Path(out)
+    check_corpus_output(Path(corpus_path), out, force)
+    check_new_output(manifest_path(out), force, "manifest")
+
+
 def inject_corpus(
-    corpus_path: str | Path, cs: CanarySet, repeat: int, out: str | Path, seed: bytes | None = None
+    corpus_path: str | Path,
+    cs: CanarySet,
+    repeat: int,
+    out: str | Path,
+    seed: bytes | None = None,
+    force: bool = False,
 ) -> InjectionManifest:
-    """Write a copy of the corpus with the canaries inserted, and `out.manifest.json`."""
+    """Write a copy of the corpus with the canaries inserted, and `out.manifest.json`.
+
+    Nothing existing is overwritten unless `force`; the old corpus is replaced only once the
+    new one is complete, and its manifest right after.
+    """
+    check_inject_output(corpus_path, out, force)
     corpus = read_corpus(corpus_path)
     seed = secrets.token_bytes(16) if seed is None else seed
     texts, placed = inject_texts(corpus.texts, cs, repeat, seed)
-    write_corpus(Corpus(texts=texts, names=corpus.names, records=corpus.records), out)
     manifest = InjectionManifest(
         canary_commitment=cs.commitment,
         repeat=repeat,
@@ -84,7 +108,10 @@ def inject_corpus(
         documents=len(texts),
         insertions=tuple(Insertion(cid, corpus.names[d], off) for cid, d, off in placed),
     )
-    manifest_path(out).write_text(json.dumps(manifest.to_dict(), indent=1) + "\n", "utf-8")
+    clean_leftovers(manifest_path(out))
+    write_corpus(Corpus(texts=texts, names=corpus.names, records=corpus.records), out, force)
+    text = json.dumps(manifest.to_dict(), indent=1) + "\n"
+    atomic_write_text(manifest_path(out), text, MANIFEST_MODE, force, "manifest")
     return manifest
 
 

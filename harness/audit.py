@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, get_type_hints
 
 from canaries.canary_set import CanarySet, load_canary_set
 from canaries.drbg import HashDRBG, derive_seed
@@ -122,10 +122,22 @@ def build_config(config_type: type, options: dict[str, Any]) -> Any:
     unknown = set(options) - names
     if unknown:
         raise TaskError(f"unknown task options {sorted(unknown)}; allowed: {sorted(names)}")
+    hints = get_type_hints(config_type)
+    for key, value in options.items():
+        want = hints.get(key)
+        if want in (int, float, bool) and not _option_type_ok(want, value):
+            raise TaskError(f"task option {key}={value!r}: expected {want.__name__}")
     try:
         return config_type(**options)
     except (TypeError, ValueError) as e:
         raise TaskError(f"bad task options {options}: {e}") from e
+
+
+def _option_type_ok(want: type, value: Any) -> bool:
+    """A scalar option has the type its config field declares (an int is a valid float)."""
+    if isinstance(value, bool) or want is bool:
+        return isinstance(value, bool) and want is bool
+    return isinstance(value, (int, float)) if want is float else isinstance(value, want)
 
 
 def run_audit(

@@ -8,8 +8,9 @@ keyed on score names and options and would miss for every new score.
 Key: (sha256 of the backend fingerprint, kind of array, sha256 of the text). The fingerprint
 digest covers everything that changes the log-probs (model, revision, weights hash, tokenizer
 hash, dtype, library versions, backend settings), so a changed model or setting never reads an
-old entry. ``kind`` separates arrays of different meaning (``token_logprobs``; later, e.g.
-vocabulary statistics for Min-K%++).
+old entry. ``kind`` separates arrays of different meaning: ``token_logprobs``, and
+``vocab_stats`` (Min-K%++'s per-position mean and variance of log p under the model, stored as
+one array: the means, then the variances).
 
 Layout::
 
@@ -50,6 +51,9 @@ from harness.backends.base import Fingerprint
 MAGIC = b"TDPCACHE1\n"
 FORMAT_DIR = "v1"
 LOGPROBS = "token_logprobs"
+VOCAB_STATS = "vocab_stats"
+#: how each kind is named in notes and on stderr
+KIND_NAMES = {LOGPROBS: "log-probs", VOCAB_STATS: "Min-K%++ vocab stats"}
 DEFAULT_CHUNK_TEXTS = 4096
 ALLOWED_DTYPES = ("<f4", "<f8", "<f2")
 
@@ -154,6 +158,7 @@ class CacheStats:
     label: str
     fingerprint: str
     texts: int = 0
+    kind: str = LOGPROBS
     hits: int = 0
     scored: int = 0
     chunks_written: int = 0
@@ -162,7 +167,8 @@ class CacheStats:
     def line(self) -> str:
         """One human-readable line, e.g. for report notes and stderr."""
         s = (
-            f"{self.label} log-probs ({self.fingerprint[:12]}): {self.hits} of {self.texts} "
+            f"{self.label} {KIND_NAMES.get(self.kind, self.kind)} ({self.fingerprint[:12]}): "
+            f"{self.hits} of {self.texts} "
             f"texts from cache, {self.scored} scored"
         )
         if self.corrupt_files:

@@ -118,7 +118,7 @@ def run_demo(out_dir: str | Path = "results/demo", config: DemoConfig | None = N
     _say(f"committed, timestamped (local test TSA) and assigned (local test beacon) two sets; "
          f"commitment {planted.commitment[:16]}...")
     manifest = inject_corpus(work / "corpus.jsonl", planted, config.repeat, work / "corpus-injected.jsonl",
-                             seed=derive_seed("demo-inject", str(config.seed)))
+                             seed=derive_seed("demo-inject", str(config.seed)), force=True)
     _say(f"planted {config.canaries} canaries x{config.repeat} ({len(manifest.insertions)} insertions)")
 
     injected = read_corpus(work / "corpus-injected.jsonl").texts
@@ -149,7 +149,7 @@ def run_demo(out_dir: str | Path = "results/demo", config: DemoConfig | None = N
         f"Total demo time: {time.time() - t0:.0f} s.",
     ]
     report = make_report("tdp demo: planted canaries, trained model, exact proof", audits, notes)
-    write_report(report, out)
+    write_report(report, out, force=True)  # a rerun of the demo regenerates its own output
     for a in audits:
         _say(f"{a.title}: primary p = {a.primary.result.pvalue:.3g} ({a.role})")
     _say(f"report: {out / 'report.html'} ({time.time() - t0:.0f} s)")

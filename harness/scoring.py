@@ -1,23 +1,31 @@
 """The one scoring path: texts -> backend log-probs (shuffled together) -> named scores.
 
-Log-probs are computed in chunks of the shuffled order. With a :class:`~harness.cache.ScoreCache`
-each chunk is stored as soon as it is scored, so a killed run loses at most the chunks in flight;
-the rerun reads what is stored and scores only the rest. Chunk boundaries are a function of the
-shuffled order and the chunk size alone, so a resumed (or Ray-sharded) run hands the backend the
-very same batches as an uninterrupted one.
+Log-probs, and Min-K%++'s vocabulary statistics, are computed in chunks of the shuffled order.
+With a :class:`~harness.cache.ScoreCache` each chunk is stored as soon as it is scored, so a
+killed run loses at most the chunks in flight; the rerun reads what is stored and scores only
+the rest. Chunk boundaries are a function of the shuffled order and the chunk size alone, so a
+resumed (or Ray-sharded) run hands the backend the very same batches as an uninterrupted one.
 """
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from canaries.drbg import HashDRBG
 from harness.backends.base import Backend, VocabStats, supports_vocab_stats
-from harness.cache import DEFAULT_CHUNK_TEXTS, CacheStats, ScoreCache, text_key
+from harness.cache import (
+    DEFAULT_CHUNK_TEXTS,
+    LOGPROBS,
+    VOCAB_STATS,
+    CacheError,
+    CacheStats,
+    ScoreCache,
+    text_key,
+)
 from harness.stats.scores import ScoreError, ScoreInputs, compute_score, get_score
 
 
@@ -52,17 +60,62 @@ def shuffled_chunks(texts: Sequence[str], seed: bytes, chunk_texts: int) -> list
     return [unique[k : k + chunk_texts] for k in range(0, len(unique), chunk_texts)]
 
 
+#: computes one kind of per-text array for a list of texts (one backend call per chunk)
+ChunkFn = Callable[[list[str]], list[np.ndarray]]
+
+
 def _score_chunks(
-    backend: Backend, texts: Sequence[str], chunks: list[list[int]]
+    backend: Backend, texts: Sequence[str], chunks: list[list[int]], compute: ChunkFn | None
 ) -> Iterator[tuple[int, list[np.ndarray]]]:
-    """(chunk number, log-probs) as chunks complete: in parallel where the backend can shard."""
+    """(chunk number, arrays) as chunks complete: in parallel where the backend can shard.
+
+    `compute` None means log-probs, the one kind a sharding backend (`map_chunks`) serves.
+    """
     jobs = [(n, [texts[i] for i in chunk]) for n, chunk in enumerate(chunks)]
     map_chunks = getattr(backend, "map_chunks", None)
-    if callable(map_chunks):
+    if compute is None and callable(map_chunks):
         yield from map_chunks(jobs)
         return
     for n, chunk_texts in jobs:
-        yield n, backend.token_logprobs(chunk_texts)
+        yield n, (compute or backend.token_logprobs)(chunk_texts)
+
+
+def _cached_shuffled(
+    backend: Backend,
+    texts: Sequence[str],
+    seed: bytes,
+    cache: ScoreCache | None,
+    label: str,
+    kind: str = LOGPROBS,
+    compute: ChunkFn | None = None,
+) -> list[np.ndarray]:
+    """One array of `kind` per text, scored chunk by chunk in the seeded order; each chunk is
+    stored as soon as it is scored and read back instead of scored on the next run."""
+    chunk_texts = cache.chunk_texts if cache is not None else DEFAULT_CHUNK_TEXTS
+    chunks = shuffled_chunks(texts, seed, chunk_texts)
+    keys = [text_key(t) for t in texts]
+    got: dict[str, np.ndarray] = {}
+    stats = None
+    if cache is not None:
+        fingerprint = backend.fingerprint()
+        stats = CacheStats(label, fingerprint.digest(), sum(len(c) for c in chunks), kind)
+        got, stats.corrupt_files = cache.load(fingerprint, keys, kind)
+        stats.hits = sum(1 for chunk in chunks for i in chunk if keys[i] in got)
+        cache.stats.append(stats)
+    todo = [[i for i in chunk if keys[i] not in got] for chunk in chunks]
+    todo = [chunk for chunk in todo if chunk]
+    for n, scored in _score_chunks(backend, texts, todo, compute):
+        if len(scored) != len(todo[n]):
+            raise RuntimeError(f"backend returned {len(scored)} results for {len(todo[n])} texts")
+        fresh = {keys[i]: np.asarray(a) for i, a in zip(todo[n], scored, strict=True)}
+        if cache is not None and stats is not None:
+            cache.store(fingerprint, fresh, kind)
+            stats.scored += len(fresh)
+            stats.chunks_written += 1
+        got.update(fresh)
+    if stats is not None:
+        print(f"score cache {cache.root}: {stats.line()}", file=sys.stderr, flush=True)
+    return [got[k] for k in keys]
 
 
 def logprobs_shuffled(
@@ -82,43 +135,36 @@ def logprobs_shuffled(
         cache: where to read finished chunks from and write new ones to, as they complete.
         label: names this pass in the cache statistics ("target", "reference").
     """
-    chunk_texts = cache.chunk_texts if cache is not None else DEFAULT_CHUNK_TEXTS
-    chunks = shuffled_chunks(texts, seed, chunk_texts)
-    keys = [text_key(t) for t in texts]
-    got: dict[str, np.ndarray] = {}
-    stats = None
-    if cache is not None:
-        fingerprint = backend.fingerprint()
-        stats = CacheStats(label, fingerprint.digest(), texts=sum(len(c) for c in chunks))
-        got, stats.corrupt_files = cache.load(fingerprint, keys)
-        stats.hits = sum(1 for chunk in chunks for i in chunk if keys[i] in got)
-        cache.stats.append(stats)
-    todo = [[i for i in chunk if keys[i] not in got] for chunk in chunks]
-    todo = [chunk for chunk in todo if chunk]
-    for n, scored in _score_chunks(backend, texts, todo):
-        if len(scored) != len(todo[n]):
-            raise RuntimeError(f"backend returned {len(scored)} results for {len(todo[n])} texts")
-        fresh = {keys[i]: np.asarray(lp) for i, lp in zip(todo[n], scored, strict=True)}
-        if cache is not None and stats is not None:
-            cache.store(fingerprint, fresh)
-            stats.scored += len(fresh)
-            stats.chunks_written += 1
-        got.update(fresh)
-    if stats is not None:
-        print(f"score cache {cache.root}: {stats.line()}", file=sys.stderr, flush=True)
-    return [got[k] for k in keys]
+    return _cached_shuffled(backend, texts, seed, cache, label)
 
 
-def _vocab_stats_shuffled(backend: Backend, texts: Sequence[str], seed: bytes) -> list[VocabStats]:
-    """Vocabulary statistics (Min-K%++) in the same seeded order as the log-probs."""
-    order = scoring_order(len(texts), seed)
-    got = backend.vocab_stats([texts[i] for i in order])  # type: ignore[attr-defined]
-    if len(got) != len(texts):
-        raise RuntimeError(f"backend returned {len(got)} vocab stats for {len(texts)} texts")
-    out: list[VocabStats | None] = [None] * len(texts)
-    for pos, i in enumerate(order):
-        out[i] = got[pos]
-    return [v for v in out if v is not None]
+def pack_vocab_stats(v: VocabStats) -> np.ndarray:
+    """One cacheable array per text: the means, then the variances."""
+    return np.concatenate([np.asarray(v.mean_logp), np.asarray(v.var_logp)])
+
+
+def unpack_vocab_stats(a: np.ndarray) -> VocabStats:
+    """Inverse of `pack_vocab_stats`."""
+    if a.ndim != 1 or a.size % 2:
+        raise CacheError(f"a cached vocab-stats entry has {a.size} values; expected an even count")
+    half = a.size // 2
+    return VocabStats(a[:half], a[half:])
+
+
+def vocab_stats_shuffled(
+    backend: Backend,
+    texts: Sequence[str],
+    seed: bytes,
+    cache: ScoreCache | None = None,
+    label: str = "target",
+) -> list[VocabStats]:
+    """Vocabulary statistics (Min-K%++), chunked, ordered and cached exactly like log-probs."""
+
+    def compute(chunk: list[str]) -> list[np.ndarray]:
+        return [pack_vocab_stats(v) for v in backend.vocab_stats(chunk)]  # type: ignore[attr-defined]
+
+    packed = _cached_shuffled(backend, texts, seed, cache, label, VOCAB_STATS, compute)
+    return [unpack_vocab_stats(a) for a in packed]
 
 
 def score_texts(
@@ -146,7 +192,7 @@ def score_texts(
     )
     vstats = None
     if any("vocab_stats" in get_score(n).needs for n in request.scores):
-        vstats = _vocab_stats_shuffled(backend, texts, seed)
+        vstats = vocab_stats_shuffled(backend, texts, seed, cache, "target")
     rows = []
     for i, text in enumerate(texts):
         x = ScoreInputs(
@@ -156,7 +202,6 @@ def score_texts(
             vocab_mean=vstats[i].mean_logp if vstats is not None else None,
             vocab_var=vstats[i].var_logp if vstats is not None else None,
         )
-        rows.append(
-            {name: compute_score(name, x, **request.options.get(name, {})) for name in request.scores}
-        )
+        opts = request.options
+        rows.append({name: compute_score(name, x, **opts.get(name, {})) for name in request.scores})
     return rows

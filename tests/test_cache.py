@@ -21,11 +21,16 @@ from canaries.generators import words_spec
 from harness.backends.hf import HFBackend
 from harness.cache import CacheCorruptionWarning, ScoreCache, decode_chunk, encode_chunk
 from harness.cli import main
-from harness.scoring import logprobs_shuffled
+from harness.scoring import logprobs_shuffled, vocab_stats_shuffled
 from tests.tiny_lm import tiny_lm_dir
 
 SEED = derive_seed("test-cache", "1")
 NOTE = re.compile(r"target log-probs \(\w+\): (\d+) of (\d+) texts from cache, (\d+) scored")
+VOCAB_NOTE = re.compile(
+    r"target Min-K%\+\+ vocab stats \(\w+\): (\d+) of (\d+) texts from cache, (\d+) scored"
+)
+#: what each kind of cached array is called in the report notes
+NOTES = {"token_logprobs": NOTE, "vocab_stats": VOCAB_NOTE}
 
 
 @pytest.fixture(autouse=True)
@@ -43,10 +48,15 @@ class CountingHF(HFBackend):
     """The real hf backend, counting the texts it is asked to score."""
 
     scored = 0
+    stats_scored = 0
 
     def token_logprobs(self, texts):  # noqa: ANN001, ANN201
         self.scored += len(texts)
         return super().token_logprobs(texts)
+
+    def vocab_stats(self, texts):  # noqa: ANN001, ANN201
+        self.stats_scored += len(texts)
+        return super().vocab_stats(texts)
 
 
 @pytest.fixture(scope="module")
@@ -142,6 +152,46 @@ def test_corrupt_chunk_warns_and_is_rescored(tiny, tmp_path, damage) -> None:
     assert backend.scored == 0 and cache.stats[-1].corrupt_files == []
 
 
+def test_vocab_stats_are_cached_like_logprobs(tiny, tmp_path) -> None:
+    """Min-K%++ statistics: stored chunk by chunk, read back bit for bit, never recomputed."""
+    texts = _texts(40) + ["alpha beta 0x", "alpha beta 0x"]
+    backend = CountingHF(str(tiny), dtype="float32", device="cpu", batch_size=8)
+    cache = ScoreCache(tmp_path / "c", chunk_texts=16)
+    first = vocab_stats_shuffled(backend, texts, SEED, cache)
+    assert backend.stats_scored == 41 and backend.scored == 0
+    assert len(list((tmp_path / "c").rglob("vocab_stats/*.chunk"))) == 3  # 41 texts / 16
+    backend.stats_scored = 0
+    second = vocab_stats_shuffled(backend, texts, SEED, cache)
+    assert backend.stats_scored == 0
+    assert (cache.stats[-1].hits, cache.stats[-1].scored) == (41, 0)
+    assert "Min-K%++ vocab stats" in cache.stats[-1].line()
+    direct = backend.vocab_stats(texts)
+    for a, b, d in zip(first, second, direct, strict=True):
+        assert np.array_equal(a.mean_logp, b.mean_logp) and np.array_equal(a.var_logp, b.var_logp)
+        assert a.mean_logp.shape == d.mean_logp.shape == a.var_logp.shape
+        np.testing.assert_allclose(a.var_logp, d.var_logp, rtol=0, atol=1e-5)
+    # log-probs of the same texts are another kind: not served from the vocab-stats chunks
+    logprobs_shuffled(backend, texts, SEED, cache)
+    assert backend.scored == 41
+
+
+def test_corrupt_vocab_stats_chunk_is_rescored(tiny, tmp_path) -> None:
+    texts = _texts(30)
+    backend = CountingHF(str(tiny), dtype="float32", device="cpu", batch_size=8)
+    cache = ScoreCache(tmp_path / "c", chunk_texts=10)
+    good = vocab_stats_shuffled(backend, texts, SEED, cache)
+    victim = sorted((tmp_path / "c").rglob("vocab_stats/*.chunk"))[0]
+    data = bytearray(victim.read_bytes())
+    data[-1] ^= 0x01
+    victim.write_bytes(bytes(data))
+    backend.stats_scored = 0
+    with pytest.warns(CacheCorruptionWarning, match=re.escape(victim.name)):
+        again = vocab_stats_shuffled(backend, texts, SEED, cache)
+    assert backend.stats_scored == 10 and cache.stats[-1].corrupt_files == [str(victim)]
+    for a, b in zip(good, again, strict=True):
+        assert np.array_equal(a.var_logp, b.var_logp)
+
+
 def _canary_file(tmp_path: Path, m: int) -> Path:
     plan = Plan(score="loss", statistic="rank-sum", counterfactuals=m, alpha=0.01)
     spec = words_spec(6, prefix_length=2)
@@ -158,7 +208,16 @@ def _notes(out: Path) -> list[str]:
     return json.loads((out / "report.json").read_text())["audits"][0]["notes"]
 
 
-def test_audit_killed_mid_run_resumes_without_rescoring(tiny, tmp_path) -> None:
+def _counts(out: Path, kind: str) -> tuple[int, int, int]:
+    """(hits, texts, scored) of one kind of cached array, from the report's notes."""
+    hits, texts, scored = NOTES[kind].search(" ".join(_notes(out))).groups()
+    return int(hits), int(texts), int(scored)
+
+
+@pytest.mark.parametrize("phase", ["token_logprobs", "vocab_stats"])
+def test_audit_killed_mid_run_resumes_without_rescoring(tiny, tmp_path, phase) -> None:
+    """SIGKILL while log-probs, or Min-K%++ statistics, are being scored; the rerun scores
+    only what no chunk holds and reports bit-identical scores."""
     m, chunk = 3000, 100
     canaries = _canary_file(tmp_path, m)
     model = f"hf:{tiny},dtype=float32,device=cpu,batch_size=4"
@@ -173,36 +232,40 @@ def test_audit_killed_mid_run_resumes_without_rescoring(tiny, tmp_path) -> None:
     )
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and proc.poll() is None:
-        if len(list(cache_dir.rglob("*.chunk"))) >= 3:
+        if len(list(cache_dir.rglob(f"{phase}/*.chunk"))) >= 3:
             os.kill(proc.pid, signal.SIGKILL)
             break
         time.sleep(0.02)
     rc = proc.wait(timeout=60)
     err = proc.stderr.read().decode() if proc.stderr else ""
     assert rc == -signal.SIGKILL, f"the audit was not killed mid-run (rc {rc}): {err[-2000:]}"
-    stored = len(list(cache_dir.rglob("*.chunk")))
+    stored = {k: len(list(cache_dir.rglob(f"{k}/*.chunk"))) for k in NOTES}
     total_chunks = -(-(m + 8) // chunk)
-    assert 3 <= stored < total_chunks
+    assert 3 <= stored[phase] < total_chunks
+    if phase == "vocab_stats":  # log-probs come first: all of them were stored
+        assert stored["token_logprobs"] == total_chunks
     assert not (tmp_path / "killed" / "report.json").exists()
 
     runner = CliRunner()
     resumed = tmp_path / "resumed"
     r = runner.invoke(main, [*args, "-o", str(resumed)], catch_exceptions=False)
     assert r.exit_code == 0, r.output
-    hits, texts, scored = map(int, NOTE.search(" ".join(_notes(resumed))).groups())
-    assert (texts, hits, scored) == (m + 8, stored * chunk, m + 8 - stored * chunk)
+    for kind, n in stored.items():
+        hits = min(n * chunk, m + 8)
+        assert _counts(resumed, kind) == (hits, m + 8, m + 8 - hits), kind
 
     fresh = tmp_path / "uninterrupted"
     r = runner.invoke(main, [*args[:-4], "--cache-dir", str(tmp_path / "other"),
                              "--cache-chunk", str(chunk), "-o", str(fresh)], catch_exceptions=False)
     assert r.exit_code == 0, r.output
-    hits0, _, scored0 = map(int, NOTE.search(" ".join(_notes(fresh))).groups())
-    assert (hits0, scored0) == (0, m + 8)
-    assert _item_scores(resumed) == _item_scores(fresh)  # bit-identical scores
+    for kind in NOTES:
+        assert _counts(fresh, kind) == (0, m + 8, m + 8)
+    assert all("min_k_pp" in s for s in _item_scores(fresh).values())
+    assert _item_scores(resumed) == _item_scores(fresh)  # bit-identical scores, Min-K%++ too
 
     r = runner.invoke(main, [*args, "-o", str(tmp_path / "third")], catch_exceptions=False)
-    hits3, _, scored3 = map(int, NOTE.search(" ".join(_notes(tmp_path / "third"))).groups())
-    assert (hits3, scored3) == (m + 8, 0)
+    for kind in NOTES:  # a fully warm cache: nothing is scored again
+        assert _counts(tmp_path / "third", kind) == (m + 8, m + 8, 0)
 
 
 def test_no_cache_writes_nothing_and_flags_conflict(tiny, tmp_path) -> None:

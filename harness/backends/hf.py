@@ -18,13 +18,8 @@ import numpy as np
 import torch
 
 from harness.backends.base import BackendError, Fingerprint, VocabStats
-from harness.backends.identity import (
-    ModelIdentity,
-    config_digest,
-    identity_of_dir,
-    looks_local,
-    model_dir,
-)
+from harness.backends.hub import looks_local, require_hub_or_cache
+from harness.backends.identity import ModelIdentity, config_digest, identity_of_dir, model_dir
 from harness.backends.spec import ModelSpec
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -111,9 +106,14 @@ class HFBackend:
                          ("chunk_rows", chunk_rows)):
             if int(val) < 1:
                 raise BackendError(f"{opt} must be a positive integer, got {val!r}")
+        # a local folder never touches the network; an unreachable hub fails fast or uses the cache
+        files_only = require_hub_or_cache(model, "model", revision)
         try:
-            self.tokenizer = AutoTokenizer.from_pretrained(model, revision=revision)
-            kw = {"revision": revision, "dtype": DTYPES[dtype], "output_loading_info": True}
+            self.tokenizer = AutoTokenizer.from_pretrained(
+                model, revision=revision, local_files_only=files_only
+            )
+            kw = {"revision": revision, "dtype": DTYPES[dtype], "output_loading_info": True,
+                  "local_files_only": files_only}
             try:
                 self.model, info = AutoModelForCausalLM.from_pretrained(
                     model, attn_implementation=attn, **kw

@@ -18,6 +18,7 @@ from typing import Any
 
 from canaries.tokenizer_identity import tokenizer_digest
 from harness.backends.base import BackendError
+from harness.backends.hub import looks_local
 from harness.backends.spec import ModelSpec, parse_model_spec
 from harness.backends.tensor_digest import (
     SCHEME,
@@ -126,11 +127,6 @@ def card_identity(card: dict[str, Any]) -> ModelIdentity | None:
 
 
 # --- where a model's files are ----------------------------------------------------------------
-def looks_local(model: str) -> bool:
-    """A path rather than a hub id: starts like a path or names an existing folder."""
-    return model.startswith(("/", ".", "~")) or Path(model).expanduser().exists()
-
-
 def model_dir(model: str, revision: str | None = None, local_only: bool = False) -> Path:
     """The folder holding a model's files: the folder itself, or a hub snapshot.
 

@@ -33,7 +33,13 @@ class UserError(click.ClickException):
 @click.option("-v", "--verbose", is_flag=True, help="Log debug messages.")
 def main(verbose: bool) -> None:
     """tdp: prove that a language model was trained on your data, with exact p-values."""
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    from harness.cli.errors import one_line_warnings
+
+    one_line_warnings()
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
 
 
 def _register() -> None:

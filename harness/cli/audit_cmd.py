@@ -12,10 +12,15 @@ from harness.cli.errors import parse_options, user_errors
 @click.command("audit")
 @click.option("--model", required=True, help="Model spec, e.g. hf:path/or/id@rev,dtype=bfloat16.")
 @click.option("--reference", help="Reference model spec (enables the ref_ratio score).")
-@click.option("--canaries", "canary_file", type=click.Path(path_type=Path), required=True)
-@click.option("--task", default=None, help="Task name (default: the task in the canary file's plan).")
+@click.option(
+    "--canaries", "canary_file", type=click.Path(dir_okay=False, path_type=Path), required=True
+)
+@click.option(
+    "--task", default=None, help="Task name (default: the task in the canary file's plan)."
+)
 @click.option("--option", "options", multiple=True, help="Task option key=value (repeatable).")
 @click.option("--out", "-o", type=click.Path(file_okay=False, path_type=Path), required=True)
+@click.option("--force", is_flag=True, help="Replace a report already in OUT.")
 @click.option("--no-progress", is_flag=True)
 @click.option(
     "--cache-dir",
@@ -42,35 +47,56 @@ from harness.cli.errors import parse_options, user_errors
 )
 @user_errors
 def audit_cmd(
-    model, reference, canary_file, task, options, out, no_progress, cache_dir, no_cache,
-    cache_chunk, ray_workers, ray_address,
+    model,
+    reference,
+    canary_file,
+    task,
+    options,
+    out,
+    force,
+    no_progress,
+    cache_dir,
+    no_cache,
+    cache_chunk,
+    ray_workers,
+    ray_address,
 ) -> None:
     """Audit MODEL against a committed canary set; writes report.{json,html,md} to OUT."""
+    from canaries.files import check_writable_dir
     from harness.audit import audit_from_paths, make_report
+    from harness.backends.hub import preflight_model
     from harness.cache import DEFAULT_CHUNK_TEXTS, ScoreCache, default_cache_dir
-    from harness.report import write_report
+    from harness.report import check_report_dir, write_report
     from harness.report.wording import p_label, verdict
 
     if no_cache and cache_dir is not None:
         raise click.UsageError("--no-cache and --cache-dir contradict each other")
     if ray_address and not ray_workers:
         raise click.UsageError("--ray-address needs --ray-workers N")
+    task_options = parse_options(options)
+    # everything that can fail cheaply fails before a model is loaded or a text is scored
+    check_report_dir(out, force)
     cache = None
     if not no_cache:
         cache = ScoreCache(cache_dir or default_cache_dir(), cache_chunk or DEFAULT_CHUNK_TEXTS)
+        check_writable_dir(cache.root, "score cache folder")
+    for spec in (model, reference):
+        if spec is not None:
+            preflight_model(spec)
     result = audit_from_paths(
         model,
         canary_file,
         task,
         reference,
-        parse_options(options),
+        task_options,
         progress=not no_progress,
         cache=cache,
         ray_workers=ray_workers,
         ray_address=ray_address,
     )
-    write_report(make_report(f"tdp audit: {model}", [result]), out)
-    click.echo(f"{result.primary.result.name} on {result.primary.score}: {p_label(result.primary.result)}")
+    write_report(make_report(f"tdp audit: {model}", [result]), out, force)
+    primary = result.primary
+    click.echo(f"{primary.result.name} on {primary.score}: {p_label(primary.result)}")
     click.echo(verdict(result))
     click.echo(f"report: {out / 'report.html'}")
 

@@ -18,7 +18,12 @@ from harness.cli.errors import user_errors
     show_default=True,
 )
 @click.option(
-    "--audits", "-n", type=int, default=1000, show_default=True, help="Number of null audits."
+    "--audits",
+    "-n",
+    type=click.IntRange(min=1),
+    default=1000,
+    show_default=True,
+    help="Number of null audits.",
 )
 @click.option(
     "--statistic",
@@ -26,23 +31,30 @@ from harness.cli.errors import user_errors
     default="rank-sum",
     show_default=True,
 )
-@click.option("-k", "k", type=int, default=4, show_default=True, help="Canaries (marks) per audit.")
+@click.option(
+    "-k",
+    "k",
+    type=click.IntRange(min=1),
+    default=4,
+    show_default=True,
+    help="Canaries (marks) per audit.",
+)
 @click.option(
     "-m",
     "m",
-    type=int,
+    type=click.IntRange(min=1),
     default=16,
     show_default=True,
     help="Counterfactuals per audit (set-mean: out-world users).",
 )
 @click.option("--score", default="loss", show_default=True)
 @click.option("--kind", type=click.Choice(["words", "tokens"]), default="words", show_default=True)
-@click.option("--length", "-l", type=int, default=6, show_default=True)
+@click.option("--length", "-l", type=click.IntRange(min=1), default=6, show_default=True)
 @click.option("--tokenizer", help="Tokenizer for kind=tokens (default: the model's).")
 @click.option(
     "--alpha",
     "alphas",
-    type=float,
+    type=click.FloatRange(0, 1, min_open=True, max_open=True),
     multiple=True,
     help="Levels (repeatable; default 0.001 0.01 0.05 0.1).",
 )
@@ -72,9 +84,11 @@ def calibrate_cmd(
     out,
     no_progress,
 ) -> None:
-    """Run many null audits and report rejection rates with Clopper-Pearson intervals and a QQ plot."""
+    """Run many null audits; report rejection rates with Clopper-Pearson intervals and a QQ plot."""
+    from canaries.files import check_writable_dir
     from canaries.generators import tokens_spec, words_spec
     from harness.backends import load_backend
+    from harness.backends.hub import preflight_model
     from harness.calibrate import (
         CalibrationConfig,
         default_null_model,
@@ -85,6 +99,10 @@ def calibrate_cmd(
     from harness.stats.scores import get_score
 
     get_score(score)
+    check_writable_dir(out)
+    check_writable_dir(cache_dir, "cache folder")
+    if model:
+        preflight_model(model)
     try:
         config = CalibrationConfig(
             audits=audits,
@@ -110,8 +128,8 @@ def calibrate_cmd(
     click.echo(f"calibration report: {out / 'calibration.html'}")
     if not all(r.consistent for r in result.rows):
         click.echo(
-            "WARNING: an exact level lies outside its interval (expected about 1% of the time per row "
-            "at 99% confidence; repeat with another --seed before concluding anything)"
+            "WARNING: an exact level lies outside its interval (expected about 1% of the time "
+            "per row at 99% confidence; repeat with another --seed before concluding anything)"
         )
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from harness.cli.errors import user_errors
+from harness.cli.errors import hex_seed, user_errors
 
 
 @click.group("canaries")
@@ -16,7 +16,8 @@ def canaries_group() -> None:
 
 @canaries_group.command("new")
 @click.option("--kind", type=click.Choice(["words", "tokens"]), default="words", show_default=True)
-@click.option("--count", "-k", type=click.IntRange(min=1), required=True, help="Number of canaries K.")
+@click.option("--count", "-k", type=click.IntRange(min=1), required=True,
+              help="Number of canaries K.")
 @click.option("--length", "-l", type=click.IntRange(min=1), required=True,
               help="Units (words or tokens) per canary.")
 @click.option("--prefix-length", type=click.IntRange(min=0), default=0, show_default=True,
@@ -42,27 +43,35 @@ def canaries_group() -> None:
 @click.option("--format-version", type=click.Choice(["2", "1"]), default="2", show_default=True,
               help="1: the legacy format (canaries drawn now, no beacon, no timestamp).")
 @click.option("--out", "-o", type=click.Path(dir_okay=False, path_type=Path), required=True)
-@click.option("--force", is_flag=True, help="Overwrite an existing canary file.")
+@click.option("--force", is_flag=True, help="Overwrite an existing canary file and its secret.")
 @user_errors
 def new_cmd(kind, count, length, prefix_length, tokenizer, wordlist, score, statistic, counterfactuals,
             alpha, reference_spec, beacon_arg, beacon_delay, local_beacon, format_version, out, force):
     """Commit to K secret random canaries and a pre-registered plan (protocol v2 by default)."""
     from canaries.canary_set import Plan, new_canary_set, save_canary_set, secret_path
+    from canaries.files import check_new_output, check_writable_dir
     from canaries.generators import tokens_spec, words_spec
+    from harness.stats import STATISTICS
     from harness.stats.scores import get_score
 
-    for path in (out, secret_path(out)):
-        if (path.exists() or path.is_symlink()) and not force:
-            raise click.ClickException(f"{path} exists; refusing to overwrite a canary set (use --force)")
+    check_new_output(out, force, "canary file")
+    check_new_output(secret_path(out), force, "secret file")
+    check_writable_dir(out.parent)
     get_score(score)
-    from harness.stats import STATISTICS
     from harness.stats.plan import needs_reference
 
     if statistic not in STATISTICS:
-        raise click.BadParameter(f"unknown statistic {statistic!r}", param_hint="--statistic")
+        raise click.BadParameter(f"unknown statistic {statistic!r}; known: {', '.join(STATISTICS)}",
+                                 param_hint="--statistic")
+    if prefix_length >= length:
+        raise click.BadParameter(f"must be shorter than --length ({length})",
+                                 param_hint="--prefix-length")
     if kind == "tokens":
         if not tokenizer:
             raise click.BadParameter("kind=tokens needs --tokenizer", param_hint="--tokenizer")
+        from harness.backends.hub import require_hub_or_cache
+
+        require_hub_or_cache(tokenizer, "tokenizer")
         spec = tokens_spec(length, tokenizer, prefix_length)
     else:
         spec = words_spec(length, prefix_length, wordlist)
@@ -84,7 +93,7 @@ def new_cmd(kind, count, length, prefix_length, tokenizer, wordlist, score, stat
                 alpha=alpha, reference=reference)
     if format_version == "1":
         cs, seed = new_canary_set(spec, count, plan)
-        save_canary_set(cs, out, seed)
+        save_canary_set(cs, out, seed, force=force)
         click.echo(f"wrote {count} canaries to {out} (format v1: no beacon, no timestamp)")
         click.echo(f"commitment: {cs.commitment}")
         click.echo(f"secret seed: {secret_path(out)} (mode 0600; keep it private)")
@@ -125,7 +134,7 @@ def _beacon_chain(beacon_arg: str, local_beacon: Path | None):
 
 
 @canaries_group.command("verify")
-@click.argument("file", type=click.Path(path_type=Path))
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @user_errors
 def verify_cmd(file: Path) -> None:
     """Recompute a canary file's commitment and check every canary against its spec."""
@@ -133,24 +142,33 @@ def verify_cmd(file: Path) -> None:
 
     cs = load_canary_set(file)
     click.echo(f"OK {file}: commitment {cs.commitment}")
-    click.echo(f"   {len(cs.canaries)} canaries conform to the {cs.spec.kind} spec (length {cs.spec.length})")
+    click.echo(f"   {len(cs.canaries)} canaries conform to the {cs.spec.kind} spec "
+               f"(length {cs.spec.length})")
     click.echo(f"   {check_secret(cs, file)}")
 
 
 @canaries_group.command("inject")
-@click.option("--canaries", "canary_file", type=click.Path(path_type=Path), required=True)
-@click.option("--corpus", type=click.Path(path_type=Path), required=True, help="Directory of .txt or a .jsonl file.")
-@click.option("--repeat", "-r", type=int, default=1, show_default=True)
+@click.option("--canaries", "canary_file", type=click.Path(dir_okay=False, path_type=Path),
+              required=True)
+@click.option("--corpus", type=click.Path(path_type=Path), required=True,
+              help="Directory of .txt or a .jsonl file.")
+@click.option("--repeat", "-r", type=click.IntRange(min=1), default=1, show_default=True)
 @click.option("--out", "-o", type=click.Path(path_type=Path), required=True)
-@click.option("--seed", help="Hex seed for the placement (default: fresh, recorded in the manifest).")
+@click.option("--seed", help="Hex seed for the placement, at least 16 bytes "
+              "(default: fresh, recorded in the manifest).")
+@click.option("--force", is_flag=True, help="Replace an existing output corpus and manifest.")
 @user_errors
-def inject_cmd(canary_file: Path, corpus: Path, repeat: int, out: Path, seed: str | None) -> None:
+def inject_cmd(
+    canary_file: Path, corpus: Path, repeat: int, out: Path, seed: str | None, force: bool
+) -> None:
     """Write a copy of a corpus with each canary inserted r times at random positions."""
     from canaries.canary_set import load_canary_set
-    from canaries.inject import inject_corpus, manifest_path
+    from canaries.inject import check_inject_output, inject_corpus, manifest_path
 
+    placement_seed = hex_seed(seed)
+    check_inject_output(corpus, out, force)
     cs = load_canary_set(canary_file)
-    m = inject_corpus(corpus, cs, repeat, out, bytes.fromhex(seed) if seed else None)
+    m = inject_corpus(corpus, cs, repeat, out, placement_seed, force)
     click.echo(f"wrote {out}: {len(m.insertions)} insertions into {m.documents} documents")
     click.echo(f"manifest: {manifest_path(out)}")
 

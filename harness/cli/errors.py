@@ -12,6 +12,7 @@ from canaries.canary_set import CanarySetError
 from canaries.corpus import CorpusError
 from canaries.files import OutputError
 from canaries.generators import GeneratorError
+from canaries.inject import InjectError
 from canaries.wordlist import WordlistError
 from harness.backends import BackendError, ModelSpecError
 from harness.cache import CacheError
@@ -41,7 +42,13 @@ USER_ERRORS: tuple[type[Exception], ...] = (
     BeaconError,
     TimestampError,
     LocalTSAError,
+    InjectError,
+    # the file system's own verdicts on a path the user gave: one line, naming the path
     FileNotFoundError,
+    FileExistsError,
+    IsADirectoryError,
+    NotADirectoryError,
+    PermissionError,
 )
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -54,9 +61,44 @@ def user_errors(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except USER_ERRORS as e:
-            raise click.ClickException(str(e)) from e
+            raise click.ClickException(error_line(e)) from e
 
     return wrapper  # type: ignore[return-value]
+
+
+def error_line(e: Exception) -> str:
+    """One line naming the problem; an OS error names its path without errno decoration."""
+    if type(e).__str__ is OSError.__str__ and isinstance(e, OSError) and e.strerror:
+        where = f"{e.filename}: " if e.filename is not None else ""
+        return f"{where}{e.strerror.lower()}"
+    return " ".join(str(e).split()) or type(e).__name__
+
+
+def hex_seed(text: str | None, min_bytes: int = 16, option: str = "--seed") -> bytes | None:
+    """A seed given in hex on the command line, at least `min_bytes` long (None if not given)."""
+    if text is None:
+        return None
+    try:
+        seed = bytes.fromhex(text)
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not hexadecimal", param_hint=option) from None
+    if len(seed) < min_bytes:
+        raise click.BadParameter(
+            f"{len(seed)} bytes is too short; give at least {min_bytes} bytes "
+            f"({2 * min_bytes} hex digits)",
+            param_hint=option,
+        )
+    return seed
+
+
+def one_line_warnings() -> None:
+    """Show Python warnings (corrupt cache files, loose secret modes) as `Warning: ...` lines."""
+    import warnings
+
+    def show(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001, ANN202
+        click.echo(f"Warning: {message}", err=True)
+
+    warnings.showwarning = show
 
 
 def parse_options(pairs: tuple[str, ...]) -> dict[str, Any]:

@@ -83,7 +83,7 @@ def timestamp_cmd(file: Path, tsa_url, reply, chain, local_tsa) -> None:
 def assign_cmd(file: Path, beacon_arg, randomness, signature, previous_signature, round_json,
                local_beacon) -> None:
     """Derive FILE's canaries from its committed beacon round (signature checked offline)."""
-    from canaries.canary_set import load_canary_set, read_secret, save_canary_set
+    from canaries.canary_set import load_canary_set, read_secret, save_canary_set, secret_path
     from harness.protocol.beacon import BeaconRound, parse_beacon_arg
     from harness.protocol.pool import assign, pinned_chain
 
@@ -107,7 +107,7 @@ def assign_cmd(file: Path, beacon_arg, randomness, signature, previous_signature
     else:
         raise click.UsageError("give the round: --randomness and --signature, --round-json, "
                                "or --local-beacon")
-    cs = assign(cs, read_secret(file), r)
+    cs = assign(cs, read_secret(secret_path(file)), r)
     save_canary_set(cs, file)
     click.echo(f"assigned {file}: {cs.k} canaries and {len(cs.counterfactuals)} counterfactuals "
                f"derived from {chain.name} round {pinned}")

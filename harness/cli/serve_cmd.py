@@ -13,7 +13,11 @@ from harness.cli.errors import user_errors
     "--host", default="127.0.0.1", show_default=True, help="Address to bind; loopback by default."
 )
 @click.option(
-    "--port", type=int, default=8000, show_default=True, help="Port (0 picks a free one)."
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=8000,
+    show_default=True,
+    help="Port (0 picks a free one).",
 )
 @click.option(
     "--served-name", default=None, help="Name clients use (default: the path or hub id in MODEL)."
@@ -32,7 +36,10 @@ def serve_cmd(
 
     Clients score with the `openai` backend: `openai:http://HOST:PORT/v1/NAME,tokenizer=...`.
     """
+    from harness.backends.hub import preflight_model
     from harness.serve import build_server
+
+    preflight_model(model)
 
     server = build_server(model, served_name, host, port, api_key_env)
     click.echo(f"serving {server.sm.name!r} at {server.url} (Ctrl-C to stop)", err=True)

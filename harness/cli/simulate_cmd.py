@@ -12,11 +12,16 @@ import click
 from harness.cli.errors import user_errors
 
 
-def _ints(text: str) -> tuple[int, ...]:
+def _ints(text: str, option: str) -> tuple[int, ...]:
     try:
-        return tuple(int(x) for x in text.split(","))
+        values = tuple(int(x) for x in text.split(","))
     except ValueError:
-        raise click.BadParameter(f"{text!r} is not a comma-separated list of integers") from None
+        raise click.BadParameter(
+            f"{text!r} is not a comma-separated list of integers", param_hint=option
+        ) from None
+    if any(v < 1 for v in values):
+        raise click.BadParameter(f"{text!r}: every value must be >= 1", param_hint=option)
+    return values
 
 
 @click.command("simulate")
@@ -31,10 +36,22 @@ def _ints(text: str) -> tuple[int, ...]:
 @click.option("--lengths", "-l", help="Canary lengths, comma-separated.")
 @click.option("--kinds", help="Canary kinds, comma-separated: words,tokens.")
 @click.option("--canaries", "-k", help="Canaries per set K, comma-separated.")
-@click.option("--groups", "-g", type=int, help="Planted canary sets (users) per cell.")
-@click.option("--counterfactuals", "-m", type=int, help="M for the rank-sum test.")
-@click.option("--users", type=int, help="Out-world users N for the set-mean test and FPR@100%TPR.")
-@click.option("--alpha", type=float, help="Level for detection rates.")
+@click.option(
+    "--groups", "-g", type=click.IntRange(min=1), help="Planted canary sets (users) per cell."
+)
+@click.option(
+    "--counterfactuals", "-m", type=click.IntRange(min=1), help="M for the rank-sum test."
+)
+@click.option(
+    "--users",
+    type=click.IntRange(min=1),
+    help="Out-world users N for the set-mean test and FPR@100%TPR.",
+)
+@click.option(
+    "--alpha",
+    type=click.FloatRange(0, 1, min_open=True, max_open=True),
+    help="Level for detection rates.",
+)
 @click.option("--seed", help="Seed label (recorded).")
 @click.option(
     "--out",
@@ -71,6 +88,7 @@ def simulate_cmd(
 
     Finished cells (OUT/cells/*.json) are loaded, not retrained: rerun the same command to resume.
     """
+    from canaries.files import check_writable_dir
     from harness.simulate import (
         DEMO_PRESET,
         SimulateConfig,
@@ -81,16 +99,18 @@ def simulate_cmd(
 
     config = DEMO_PRESET if preset == "demo" else SimulateConfig()
     overrides = {
-        "repeats": _ints(repeats) if repeats else None,
-        "lengths": _ints(lengths) if lengths else None,
+        "repeats": _ints(repeats, "--repeats") if repeats else None,
+        "lengths": _ints(lengths, "--lengths") if lengths else None,
         "kinds": tuple(kinds.split(",")) if kinds else None,
-        "canaries": _ints(canaries) if canaries else None,
+        "canaries": _ints(canaries, "--canaries") if canaries else None,
         "groups": groups,
         "counterfactuals": counterfactuals,
         "out_world_users": users,
         "alpha": alpha,
         "seed": seed,
     }
+    check_writable_dir(out)
+    check_writable_dir(work_dir, "work folder")
     try:
         config = replace(config, **{k: v for k, v in overrides.items() if v is not None})
         sim = Simulation(config, out, work_dir, progress)

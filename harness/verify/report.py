@@ -48,7 +48,7 @@ def load_canary_file(path: Path) -> CanaryFile:
     if not secret_path(path).exists():
         return CanaryFile(path, cs, None, f"secret not revealed ({secret_path(path).name} not found)")
     try:
-        return CanaryFile(path, cs, read_secret(path), "")
+        return CanaryFile(path, cs, read_secret(secret_path(path)), "")
     except CanarySetError as e:
         return CanaryFile(path, cs, None, str(e))
 
