@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
+import os
 import stat
 import warnings
 from dataclasses import asdict, dataclass, field, replace

@@ -30,7 +30,7 @@ from pathlib import Path
 #: the hub endpoint used by every case: a closed loopback port, i.e. "no network"
 NO_HUB = "http://127.0.0.1:9"
 #: cases whose code belongs to other engineers' areas (reported, not asserted by this branch)
-ELSEWHERE = ("embed", "survival", "verify")
+ELSEWHERE = ("embed", "survival")
 
 
 @dataclass(frozen=True)
@@ -69,11 +69,28 @@ def _canary_file(path: Path) -> Path:
     return save_canary_set(cs, path, seed)
 
 
+def _v2_file(path: Path) -> Path:
+    """A committed v2 set whose beacon round (of a local test beacon) is an hour away."""
+    from canaries.canary_set import Plan, save_canary_set
+    from canaries.drbg import derive_seed
+    from canaries.generators import words_spec
+    from harness.protocol.local_beacon import LocalTestBeacon
+    from harness.protocol.pool import commit
+
+    beacon = LocalTestBeacon.create()
+    beacon.save(path.with_name("beacon.key"))
+    cs, seed = commit(words_spec(6), 4, Plan(counterfactuals=20), beacon.chain, 3600,
+                      derive_seed("bad-v2", "1"))
+    return save_canary_set(cs, path, seed)
+
+
 def build_fixtures(root: Path) -> dict[str, str]:
     """Write every file the cases refer to; returns {field: path}."""
     root.mkdir(parents=True, exist_ok=True)
     f: dict[str, Path] = {"root": root, "missing": root / "no-such-file"}
     f["c"] = _canary_file(root / "c.json")
+    f["v2"] = _v2_file(root / "v2.json")
+    f["beacon_key"] = root / "beacon.key"
     f["dir"] = root / "a-folder"
     f["dir"].mkdir()
     f["file"] = root / "plain.txt"
@@ -338,6 +355,33 @@ CASES: tuple[Case, ...] = (
     Case("verify: empty file", "verify {empty}", "", "verify"),
     Case("verify: JSON, not a report", "verify {old_report}", "not a tdp report", "verify"),
     Case("verify: tolerance text", "verify {old_report} --tolerance abc", "float", "verify"),
+    Case("verify: negative sample", "verify {old_report} --rescore -1", "range", "verify"),
+    Case("verify: short commitment", "verify {old_report} --commitment abc", "64 hex", "verify"),
+    Case("verify: no-rescore and model", "verify {old_report} --no-rescore --model hf:x",
+         "contradicts", "verify"),
+    # protocol v2 steps
+    Case("new: unknown beacon chain", f"{_NEW} --beacon drand:nosuch -o {{root}}/b.json",
+         "nosuch"),
+    Case("new: round named", f"{_NEW} --beacon drand:quicknet:5 -o {{root}}/b.json", "not named"),
+    Case("new: reference score, none committed", f"{_NEW} --score ref_ratio -o {{root}}/b.json",
+         "--reference"),
+    Case("new: negative beacon delay", f"{_NEW} --beacon-delay -1 -o {{root}}/b.json", "range"),
+    Case("timestamp: v1 set", "canaries timestamp {c}", "v1 canary set"),
+    Case("timestamp: missing file", "canaries timestamp {missing}", "not found"),
+    Case("timestamp: reply without chain", "canaries timestamp {v2} --reply {file}", "--chain"),
+    Case("timestamp: reply is not one", "canaries timestamp {v2} --reply {file} --chain {file}",
+         ""),
+    Case("assign: v1 set", "canaries assign {c} --local-beacon {beacon_key}", "only v2"),
+    Case("assign: no round given", "canaries assign {v2}", "give the round"),
+    Case("assign: another round", "canaries assign {v2} --beacon drand:quicknet:7 "
+         "--randomness 00 --signature 00", "pins round"),
+    Case("assign: round not out yet", "canaries assign {v2} --local-beacon {beacon_key}",
+         "not published until"),
+    Case("assign: bad hex", "canaries assign {v2} --randomness zz --signature zz", ""),
+    Case("audit: v2 set not assigned", f"audit --canaries {{v2}} --model hf:{{fake_model}} "
+         "-o {root}/a2 --no-progress", "no canaries yet"),
+    Case("inject: v2 set not assigned", "canaries inject --canaries {v2} --corpus {corpus_jsonl} "
+         "-o {root}/i2.jsonl", "no canaries yet"),
 )
 
 

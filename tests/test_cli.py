@@ -22,7 +22,7 @@ def test_canaries_new_verify_and_tamper(tmp_path):
     r = run("canaries", "new", "--count", "3", "--length", "5", "--out", str(f))
     assert r.exit_code != 0 and "refusing to overwrite" in r.output
     d = json.loads(f.read_text())
-    d["plan"]["alpha"] = 0.5
+    d["committed"]["plan"]["alpha"] = 0.5
     f.write_text(json.dumps(d))
     r = run("canaries", "verify", str(f))
     assert r.exit_code == 1 and "commitment mismatch" in r.output and "Traceback" not in r.output

@@ -137,14 +137,22 @@ def _beacon_chain(beacon_arg: str, local_beacon: Path | None):
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @user_errors
 def verify_cmd(file: Path) -> None:
-    """Recompute a canary file's commitment and check every canary against its spec."""
-    from canaries.canary_set import check_secret, load_canary_set
+    """Recompute a canary file's commitment, check its items, and (v2) its protocol chain."""
+    from canaries.canary_set import check_secret, load_canary_set, read_secret, secret_path
+    from harness.protocol.pool import check_protocol
 
     cs = load_canary_set(file)
-    click.echo(f"OK {file}: commitment {cs.commitment}")
+    click.echo(f"OK {file}: commitment {cs.commitment} (format v{cs.version})")
     click.echo(f"   {len(cs.canaries)} canaries conform to the {cs.spec.kind} spec "
                f"(length {cs.spec.length})")
     click.echo(f"   {check_secret(cs, file)}")
+    if cs.version == 2:
+        seed = read_secret(secret_path(file)) if secret_path(file).exists() else None
+        steps = check_protocol(cs, seed)
+        for step in steps:
+            click.echo(f"   [{step.verdict:>4}] {step.name}: {step.detail}")
+        if any(step.verdict == "FAIL" for step in steps):
+            raise SystemExit(1)
 
 
 @canaries_group.command("inject")
@@ -168,6 +176,7 @@ def inject_cmd(
     placement_seed = hex_seed(seed)
     check_inject_output(corpus, out, force)
     cs = load_canary_set(canary_file)
+    cs.require_assigned()
     m = inject_corpus(corpus, cs, repeat, out, placement_seed, force)
     click.echo(f"wrote {out}: {len(m.insertions)} insertions into {m.documents} documents")
     click.echo(f"manifest: {manifest_path(out)}")
@@ -194,6 +203,7 @@ def embed_cmd(canary_file, pages, carriers, repeat, out, seed, max_bytes, min_ch
 
     try:
         cs = load_canary_set(canary_file)
+        cs.require_assigned()
         m = embed_pages(pages, cs, canary_file, list(carriers), out, repeat,
                         bytes.fromhex(seed) if seed else None, max_bytes, min_chars, manifest)
     except HtmlEmbedError as e:
