@@ -83,7 +83,7 @@ def owner_selection(work: Path, audited: Path, sibling: Path, beacon, tsa) -> di
     picked = [pool[i] for i in np.argsort(-loss)[:K]]  # the sibling's favourites
     plan = Plan(counterfactuals=M, alpha=0.01)
     v1 = v1_set(picked, plan)
-    p1 = save_canary_set(v1, work / "v1-selected.json", b"x" * 32)
+    p1 = save_canary_set(v1, work / "v1-selected.json")  # v1 never asked for the secret
     a1 = audit(v1, p1, target, spec)
     honest = v2_set(plan, beacon, tsa, derive_seed("attack-v2", "1"))
     p2 = save_canary_set(honest, work / "v2.json", derive_seed("attack-v2", "1"))
@@ -132,15 +132,14 @@ def crafted_reference(work: Path, audited: Path, beacon, tsa) -> dict:
     cfs = [c.text for c in draw_canaries(SPEC, HashDRBG(seed, "counterfactuals"), 200,
                                          exclude=v1.texts(), id_prefix="cf-")]
     tok = train_tokenizer(docs, 512)
-    crafted = train_causal_lm(docs + cfs * 8, tok, replace(TINY_TRAIN, epochs=2), work / "crafted",
-                              progress=False).path
+    craft = replace(TINY_TRAIN, n_layer=2, n_embd=128, n_head=4, epochs=4)
+    crafted = train_causal_lm(docs + cfs * 20, tok, craft, work / "crafted", progress=False).path
     p1 = save_canary_set(v1, work / "ref-v1.json", b"r" * 32)
     a1 = audit(v1, p1, target, f"hf:{audited}", HFBackend(crafted), f"hf:{crafted}")
     plan_v2 = replace(plan_v1, reference=ident)
     v2 = v2_set(plan_v2, beacon, tsa, derive_seed("attack-ref", "1"))
     cfs2 = [c.text for c in v2.counterfactuals]  # the auditor sees these in the canary file
-    crafted2 = train_causal_lm(docs + cfs2 * 8, tok, replace(TINY_TRAIN, epochs=2),
-                               work / "crafted2", progress=False).path
+    crafted2 = train_causal_lm(docs + cfs2 * 20, tok, craft, work / "crafted2", progress=False).path
     p2 = save_canary_set(v2, work / "ref-v2.json", derive_seed("attack-ref", "1"))
     try:
         audit(v2, p2, target, f"hf:{audited}", HFBackend(crafted2), f"hf:{crafted2}")
