@@ -368,6 +368,15 @@ def test_black_box_audit_equals_white_box_audit(server, model_dir, tmp_path):
     for b, w in zip(black.items, white.items, strict=True):
         assert b.scores["loss"] == pytest.approx(w.scores["loss"], abs=1e-5)
     assert black.primary.result.pvalue == white.primary.result.pvalue
+    # `tdp verify` accepts an audit made through openai: and re-scores through the server
+    from harness.audit import make_report
+    from harness.verify import VerifyOptions, verify_report
+    from harness.verify.rescore import RescorePlan
+
+    opts = VerifyOptions((path,), rescore=True, rescore_plan=RescorePlan(10, seed=0))
+    checks = verify_report(make_report("black box", [black]), opts)
+    assert [c for c in checks if c.verdict == "FAIL"] == []
+    assert next(c for c in checks if c.name == "rescore").verdict == "ok"
 
 
 def test_tdp_serve_errors_are_one_line(model_dir, monkeypatch):

@@ -376,3 +376,20 @@ def test_fingerprint_records_numerics_settings(model_dir, hf_reference, monkeypa
         model_dir, hf_reference, True, dtype="float32", max_num_batched_tokens=8192
     )
     assert other.fingerprint().digest() != fp.digest()
+
+
+def test_verify_accepts_an_audit_made_through_vllm(model_dir, hf_reference, tmp_path):
+    """`tdp verify` parses vllm: specs (it once refused them as an unknown backend)."""
+    from canaries.canary_set import Plan, new_canary_set, save_canary_set
+    from canaries.generators import words_spec
+    from harness.audit import AuditContext, make_report, run_audit
+    from harness.verify import VerifyOptions, verify_report
+
+    backend, _ = vllm_over(model_dir, hf_reference, True, dtype="float32")
+    cs, seed = new_canary_set(words_spec(4), 3, Plan(counterfactuals=20, alpha=0.05), b"m" * 32)
+    path = save_canary_set(cs, tmp_path / "c.json", seed)
+    spec = f"vllm:{model_dir},dtype=float32"
+    a = run_audit("canary-rank", AuditContext(cs, str(path), backend, spec, progress=False))
+    checks = verify_report(make_report("vllm", [a]), VerifyOptions((path,), rescore=False))
+    assert [c for c in checks if c.verdict == "FAIL"] == []
+    assert next(c for c in checks if c.name == "model name").verdict == "ok"

@@ -88,6 +88,7 @@ def check_published(a: AuditResult, published: tuple[str, ...]) -> tuple[Verdict
 
 
 def check_model_name(a: AuditResult) -> tuple[Verdict, str]:
+    """The model spec names the model the fingerprint describes (any backend)."""
     from harness.backends import BACKENDS
     from harness.backends.spec import ModelSpecError, parse_model_spec
 
@@ -96,19 +97,32 @@ def check_model_name(a: AuditResult) -> tuple[Verdict, str]:
     except ModelSpecError as e:
         return "FAIL", str(e)
     fp = a.model.fingerprint
-    name, fp_model = spec.model, str(fp.get("model"))
-    if spec.backend == "hf" and Path(name).expanduser().exists():
-        name = str(Path(name).expanduser().resolve())
-    elif not Path(name).expanduser().is_absolute() and fp_model.endswith("/" + str(Path(name))):
-        name = fp_model  # a relative local path recorded elsewhere: the fingerprint holds its resolution
-    if spec.backend == "openai":
-        name = fp_model if fp_model.endswith(name.rstrip("/").rsplit("/", 1)[-1]) else name
+    fp_model = str(fp.get("model"))
+    try:
+        name = _spec_model_name(spec.backend, spec.model, fp_model)
+    except Exception as e:  # a malformed URL in an openai spec: a failed check
+        return "FAIL", f"model spec {a.model.spec!r}: {e}"
     if name != fp_model or spec.backend != fp.get("backend") or spec.revision not in (
         None,
         fp.get("revision"),
     ):
         return "FAIL", f"model spec {a.model.spec!r} does not name the fingerprinted model {fp_model!r}"
     return "ok", f"spec names the fingerprinted model ({fp.get('backend')}:{fp_model})"
+
+
+def _spec_model_name(backend: str, model: str, fp_model: str) -> str:
+    """What the fingerprint records as `model` for this spec's model part."""
+    if backend == "openai":  # the served name after /v1/ (the only served model when omitted)
+        from harness.backends.openai_compat import split_endpoint
+
+        served = split_endpoint(model)[1]
+        return fp_model if served is None else served
+    path = Path(model).expanduser()
+    if path.exists():
+        return str(path.resolve())
+    if not path.is_absolute() and fp_model.endswith("/" + str(Path(model))):
+        return fp_model  # a relative local path recorded elsewhere: the fingerprint holds its resolution
+    return model
 
 
 def expected_seed(a: AuditResult, cs: CanarySet) -> bytes:
