@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -11,13 +10,11 @@ from typing import Any
 from canaries.files import (
     OutputError,
     atomic_write_text,
+    build_dir,
     check_writable_dir,
     clean_leftovers,
     is_regular_file,
-    new_tmp_dir,
     refuse_link,
-    remove_path,
-    swap_in_dir,
 )
 
 
@@ -111,22 +108,13 @@ def write_corpus(corpus: Corpus, out: str | Path, force: bool = True) -> Path:
         rows = (json.dumps({**row, "text": text}, ensure_ascii=False) + "\n"
                 for row, text in zip(corpus.records or [], corpus.texts, strict=True))
         return atomic_write_text(out, "".join(rows), force=force, what="output corpus")
-    tmp = new_tmp_dir(out)
-    try:
+
+    def fill(tmp: Path) -> None:
         for name, text in zip(corpus.names, corpus.texts, strict=True):
             target = tmp / name
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(text, "utf-8")
-        os.chmod(tmp, 0o777 & ~_umask())
         if out.is_dir() and not out.is_symlink() and not any(out.iterdir()):
             out.rmdir()  # an empty folder holds no result to protect
-        return swap_in_dir(tmp, out, force, "output corpus")
-    except BaseException:
-        remove_path(tmp)
-        raise
 
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+    return build_dir(out, fill, force, "output corpus")

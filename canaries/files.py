@@ -15,6 +15,7 @@ import shutil
 import stat
 import tempfile
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 #: every temporary name starts with this, followed by the final name
@@ -131,6 +132,32 @@ def swap_in_dir(tmp: Path, final: Path, force: bool, what: str = "output folder"
     return final
 
 
+def current_umask() -> int:
+    """The process umask (reading it means setting it; it is put back at once)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def build_dir(
+    out: Path,
+    fill: Callable[[Path], None],
+    force: bool,
+    what: str = "output folder",
+    mode: int | None = None,
+) -> Path:
+    """Build a folder with `fill(tmp)` in a hidden sibling, give it `mode` (default: what the
+    umask allows), and swap it in whole; a failure leaves the old `out` untouched."""
+    tmp = new_tmp_dir(out)
+    try:
+        fill(tmp)
+        os.chmod(tmp, 0o777 & ~current_umask() if mode is None else mode)
+        return swap_in_dir(tmp, out, force, what)
+    except BaseException:
+        remove_path(tmp)
+        raise
+
+
 def remove_path(path: Path) -> None:
     """Remove a file or a folder tree without following links out of it."""
     if path.is_symlink() or path.is_file():
@@ -166,9 +193,11 @@ __all__ = [
     "OutputError",
     "atomic_write_bytes",
     "atomic_write_text",
+    "build_dir",
     "check_new_output",
     "check_writable_dir",
     "clean_leftovers",
+    "current_umask",
     "fsync_dir",
     "is_regular_file",
     "new_tmp_dir",

@@ -9,13 +9,13 @@ from pathlib import Path
 from canaries.files import (
     OutputError,
     atomic_write_text,
+    build_dir,
     check_writable_dir,
     clean_leftovers,
     fsync_dir,
     new_tmp_dir,
     refuse_link,
     remove_path,
-    swap_in_dir,
 )
 from harness.report.html import render_html
 from harness.report.markdown import render_markdown
@@ -77,22 +77,13 @@ def write_report(report: Report, out_dir: str | Path, force: bool = False) -> Pa
 
 def _swap_in_report(texts: dict[str, str], out: Path) -> Path:
     """Build the report in a hidden sibling folder and swap it in whole."""
-    mode = (out.stat().st_mode & 0o7777) if out.is_dir() else 0o777 & ~_umask()
-    tmp = new_tmp_dir(out)
-    try:
+    mode = (out.stat().st_mode & 0o7777) if out.is_dir() else None
+
+    def fill(tmp: Path) -> None:
         for name, text in texts.items():
             atomic_write_text(tmp / name, text)
-        os.chmod(tmp, mode)
-        return swap_in_dir(tmp, out, force=True, what="report folder")
-    except BaseException:
-        remove_path(tmp)
-        raise
 
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+    return build_dir(out, fill, True, "report folder", mode)
 
 
 __all__ = ["REPORT_FILES", "check_report_dir", "write_report"]
