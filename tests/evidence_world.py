@@ -85,13 +85,16 @@ def repack(path: Path, entries: dict[str, bytes], order: list[str] | None = None
     return path
 
 
-def reseal(path: Path, entries: dict[str, bytes], manifest: Manifest, signer: Signer) -> Path:
-    """Re-list every member with its current hash and sign again: what a forger with a key does."""
+def reseal(path: Path, entries: dict[str, bytes], manifest: Manifest, signer: Signer,
+           archive_order: list[str] | None = None) -> Path:
+    """Re-list every member with its current hash and sign again (no timestamp): what a forger
+    with a key does. The archive follows the manifest unless `archive_order` is given."""
     members = tuple(replace(m, sha256=sha256(entries[m.name]), size=len(entries[m.name]))
                     for m in manifest.members if m.name in entries)
     info = {"algorithm": "ed25519", "public_key_sha256": signer.fingerprint}
-    mbytes = replace(manifest, members=members, signer=info).to_bytes()
-    body = {m.name: entries[m.name] for m in members}
+    mbytes = replace(manifest, members=members, signer=info, extra={}).to_bytes()
+    order = archive_order or [m.name for m in members]
+    body = {n: entries[n] for n in order if n in {m.name for m in members}}
     write_bundle(path, mbytes, {SIGNATURE: sign(mbytes, signer)}, body, (2026, 1, 1, 0, 0, 0))
     return path
 

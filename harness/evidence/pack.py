@@ -230,7 +230,7 @@ def pack(run_dirs: tuple[Path, ...], out: Path, signer: Signer,
         "seed and the beacon round derive stays unchecked until the owner reveals them.",)
     manifest = Manifest(created.isoformat(timespec="milliseconds"), title, info,
                         signer_info(signer), options.reveal_secret, tuple(items.meta.values()),
-                        notes)
+                        notes, {"timestamp": _stamp_note(options)})
     mbytes = manifest.to_bytes()
     seal = {SIGNATURE: sign(mbytes, signer)}
     if options.stamp is not None:
@@ -240,6 +240,12 @@ def pack(run_dirs: tuple[Path, ...], out: Path, signer: Signer,
     write_bundle(buf, mbytes, seal, items.data, created.timetuple()[:6])
     atomic_write_bytes(out, buf.getvalue(), force=force, what="bundle")
     return PackResult(out, manifest, len(buf.getvalue()), time.perf_counter() - t0, pdf)
+
+
+def _stamp_note(options: PackOptions) -> str | None:
+    """Announced inside the signed manifest, so that a stripped timestamp is seen."""
+    return None if options.stamp is None else "RFC 3161 timestamp over this manifest's sha256 " \
+        "in manifest.tsr.json"
 
 
 def _version() -> str:

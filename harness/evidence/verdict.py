@@ -8,6 +8,8 @@ from pathlib import Path
 from harness.evidence.verify import EvidenceCheck
 
 WIDTH = 100
+#: checks of a report shown even when they pass: what the claim rests on
+KEY_CHECKS = (":: rescore", ":: statistics", ":: protocol: assigned", ":: digest")
 
 
 def _line(c: EvidenceCheck) -> str:
@@ -27,6 +29,10 @@ def render_verdict(path: Path, digest: str, checks: Sequence[EvidenceCheck]) -> 
     lines = [f"Evidence bundle {path}", f"  sha256 {digest}", ""]
     seal = [c for c in checks if c.check in ("signature", "signer", "certificate", "timestamp")]
     lines += ["Seal:", *(f"  {_line(c)}" for c in seal), ""]
+    held = [c for c in ok if c.member.startswith("(") or c.check.endswith(KEY_CHECKS)
+            or c.member == "report.pdf"]
+    if held:
+        lines += ["What held:", *(f"  {_line(c)}" for c in held), ""]
     if fails:
         lines += [f"FAILED checks ({len(fails)}):", *(f"  {_line(c)}" for c in fails), ""]
     if opens:

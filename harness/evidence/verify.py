@@ -89,9 +89,13 @@ def _signature(entries: dict[str, bytes], manifest: Manifest | None,
     return out
 
 
-def _timestamp(entries: dict[str, bytes], options: EvidenceOptions) -> list[EvidenceCheck]:
+def _timestamp(entries: dict[str, bytes], manifest: Manifest,
+               options: EvidenceOptions) -> list[EvidenceCheck]:
     from harness.protocol.timestamp import TimestampError, TimestampRecord, verify_record
 
+    if TIMESTAMP not in entries and manifest.extra.get("timestamp"):
+        return [EvidenceCheck(TIMESTAMP, "timestamp", "FAIL", "the signed manifest announces an "
+                              "RFC 3161 timestamp, but the bundle has none (removed)")]
     if TIMESTAMP not in entries:
         return [EvidenceCheck(TIMESTAMP, "timestamp", "open",
                               "no RFC 3161 timestamp over the manifest: its time is the "
@@ -182,7 +186,7 @@ def verify_bundle(path: Path, options: EvidenceOptions | None = None) -> list[Ev
         return [*out, *_signature(entries, None, options),
                 EvidenceCheck(MANIFEST, "parse", "FAIL", str(e))]
     out += _signature(entries, manifest, options)
-    out += _timestamp(entries, options)
+    out += _timestamp(entries, manifest, options)
     out += _members(entries, manifest)
     out += _custody(entries, manifest)
     out += derived_checks(entries, manifest)
