@@ -32,10 +32,12 @@ h1.doctitle { string-set: doctitle content() }
 section.page { break-after: page }
 h1 { font-size: 16pt } h2 { font-size: 13pt; break-after: avoid } h3 { break-after: avoid }
 table { width: 100%; font-size: 8.5pt } tr, img { break-inside: avoid }
-td, th { overflow-wrap: anywhere }
-.plain p, .plain li { font-size: 10.5pt; line-height: 1.45 }
+td:last-child, td code, td .hash { overflow-wrap: anywhere }
 .hash { font-family: monospace; font-size: 7.5pt; word-break: break-all }
 summary { font-weight: 600 }
+details > :not(summary) { display: none }  /* collapsed, as a browser shows report.html */
+.plain p, .plain li { font-size: 10pt; line-height: 1.35; margin: .35em 0 }
+.plain h2 { margin-top: .8em }
 """
 
 MEANS = (
@@ -90,11 +92,10 @@ def _claim(run: str, a: AuditResult) -> str:
     rev = f", revision {fp['revision']}" if fp.get("revision") else ""
     n_cf = sum(i.role == "counterfactual" for i in a.items)
     return (
-        f"<h2>{escape(a.title)}</h2>"
+        f"<h3>{escape(a.title)}</h3>"
         f"<p><b>What was tested.</b> Whether the model <code>{escape(a.model.spec)}</code> "
-        f"(identity <span class=hash>{escape(ident)}</span>{escape(rev)}; weights sha256 "
-        f"<span class=hash>{escape(str(fp.get('weights_sha256')))}</span>, tokenizer sha256 "
-        f"<span class=hash>{escape(str(fp.get('tokenizer_sha256')))}</span>) was trained on "
+        f"(identity <span class=hash>{escape(ident)}</span>{escape(rev)}: weights and "
+        "tokenizer digests in the appendix) was trained on "
         f"{a.canary_set.count} secret canaries of the canary set committed as "
         f"<span class=hash>{escape(a.canary_set.commitment)}</span>, by ranking them among "
         f"{n_cf} counterfactuals drawn the same way and never published (run "

@@ -35,9 +35,10 @@ def render_verdict(path: Path, digest: str, checks: Sequence[EvidenceCheck]) -> 
         lines += ["What held:", *(f"  {_line(c)}" for c in held), ""]
     if fails:
         lines += [f"FAILED checks ({len(fails)}):", *(f"  {_line(c)}" for c in fails), ""]
-    if opens:
-        lines += [f"Open (not proven, not failed) ({len(opens)}):",
-                  *(f"  {_line(c)}" for c in opens if c not in seal), ""]
+    rest = [c for c in opens if c not in seal]
+    if rest:
+        lines += [f"Open (not proven, not failed) ({len(rest)} besides the seal's):",
+                  *(f"  {_line(c)}" for c in rest), ""]
     lines.append(f"{len(ok)} checks ok, {len(opens)} open, {len(fails)} failed.")
     if fails:
         lines.append(f"VERDICT: FAILED ({', '.join(sorted({c.member for c in fails}))[:300]})")
