@@ -282,3 +282,41 @@ def test_the_pdf_renders_with_summary_timeline_plots_and_hashes(case, tmp_path):
 
     images = {sha256(img.data) for page in PdfReader(pdf).pages for img in page.images}
     assert len(images) == 1  # the score plot of the one audit (pages share their resources)
+
+
+def _certificate(key, issuer_key, subject: str, issuer_name: str | None = None) -> bytes:
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.x509.oid import NameOID
+
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
+    issuer = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer_name or subject)])
+    now = dt.datetime.now(dt.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(issuer)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(days=1))
+            .not_valid_after(now + dt.timedelta(days=1)).sign(issuer_key, hashes.SHA256()))
+    return cert.public_bytes(serialization.Encoding.PEM)
+
+
+def test_an_x509_signer_verifies_against_its_root_only(case, tmp_path):
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    ca_key, other_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(
+        ec.SECP256R1())
+    signer = owner(case)
+    (tmp_path / "ca.pem").write_bytes(_certificate(ca_key, ca_key, "Court CA"))
+    (tmp_path / "other.pem").write_bytes(_certificate(other_key, other_key, "Other CA"))
+    (tmp_path / "owner.crt").write_bytes(_certificate(signer.key, ca_key, "Data Owner Ltd",
+                                                      "Court CA"))
+    bundle = tmp_path / "x509.tdp.zip"
+    tdp(f"evidence pack {case.run} --canaries {case.cfile} --key {case.key} "
+        f"--cert {tmp_path / 'owner.crt'} --no-pdf -o {bundle}")
+    code, out = verify(bundle, "--trust", str(tmp_path / "ca.pem"))
+    assert code == 0 and "issued by trusted CN=Court CA" in out, out
+    fails = _fails(bundle, "--trust", str(tmp_path / "other.pem"))
+    assert "manifest.sig.json :: certificate" in fails
+    code, out = verify(bundle)  # no PDF and no secret: both said, neither a failure
+    assert code == 0 and "secret not revealed" in out

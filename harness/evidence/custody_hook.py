@@ -2,8 +2,10 @@
 
 `instrument(group)` wraps each command's callback once, at registration. Before the command
 runs, every file under its path parameters (click.Path) is hashed; afterwards again, and one
-record goes to `custody.jsonl` in each folder the command wrote into (the output folder itself,
-or a written file's folder), and to the log of each input folder that already has one. Secrets
+record goes to `custody.jsonl` in each folder the command wrote into, and to the log of each
+input folder that already has one. A run folder (one holding report.json) keeps its log inside,
+where `tdp evidence pack` finds it; any other output, a file or a folder of documents or pages
+(which may be published), gets its log in the folder that contains it, never inside. Secrets
 never enter a log: parameters named like a seed, key, token or password are redacted, and so
 are `key=value` pairs of that kind inside model specs; files are recorded by hash only. A log
 that cannot be written gives a warning, never a failed command.
@@ -188,7 +190,7 @@ class Recorder:
     def _log_folders(self, written: set[str]) -> list[Path]:
         folders = []
         for root in self.roots:
-            folder = root if root.is_dir() else root.parent
+            folder = root if (root / "report.json").is_file() else root.parent
             touched = any(p == str(root) or p.startswith(str(folder) + os.sep) for p in written)
             if (touched or (folder / LOG_NAME).is_file()) and folder not in folders:
                 folders.append(folder)
@@ -249,7 +251,11 @@ def _wrap(cmd: click.Command, name: str) -> None:
         ctx = click.get_current_context()
         if ctx.meta.get(OFF):
             return callback(*args, **kwargs)
-        rec = Recorder(name, cmd, kwargs)
+        try:
+            rec = Recorder(name, cmd, kwargs)
+        except Exception as e:  # noqa: BLE001 - custody must never break the command
+            warnings.warn(f"custody not recorded: {e}", CustodyWarning, stacklevel=2)
+            return callback(*args, **kwargs)
         ctx.meta.setdefault(_STACK, []).append(rec)
         err: BaseException | None = None
         try:
