@@ -320,3 +320,39 @@ def test_an_x509_signer_verifies_against_its_root_only(case, tmp_path):
     assert "manifest.sig.json :: certificate" in fails
     code, out = verify(bundle)  # no PDF and no secret: both said, neither a failure
     assert code == 0 and "secret not revealed" in out
+
+
+@pytest.mark.slow
+@needs_pdf
+def test_demo_evidence_flag_packs_and_verifies_a_small_demo(tmp_path):
+    """`tdp demo --evidence` at test size (about a minute on 2 busy cores: marked slow)."""
+    from dataclasses import dataclass, field
+
+    import harness.demo as demo
+    from harness.train import TrainConfig
+
+    @dataclass(frozen=True)
+    class Small(demo.DemoConfig):
+        corpus_bytes: int = 40_000
+        vocab_size: int = 512
+        canaries: int = 8
+        canary_length: int = 6
+        repeat: int = 16
+        counterfactuals: int = 200
+        train: TrainConfig = field(default_factory=lambda: TrainConfig(
+            n_layer=1, n_embd=64, n_head=2, block_size=32, epochs=5, lr=5e-3, warmup_steps=5))
+
+    out = tmp_path / "demo"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(demo, "DemoConfig", Small)
+        r = tdp(f"demo -o {out} --evidence")
+    assert "VERDICT: VERIFIED" in r.output and "[FAIL]" not in r.output
+    folder = out / "evidence"
+    assert (folder / "demo.tdp.zip").is_file() and (folder / "report.pdf").is_file()
+    assert "VERDICT: VERIFIED" in (folder / "verify.txt").read_text()
+    run_log, _ = parse_log((out / "custody.jsonl").read_bytes())
+    assert [r.command for r in run_log] == ["tdp demo", "tdp verify", "tdp evidence pack"]
+    after, _ = parse_log((folder / "custody.jsonl").read_bytes())
+    assert [r.command for r in after] == ["tdp evidence pack", "tdp evidence verify"]
+    bundle_sha = sha256((folder / "demo.tdp.zip").read_bytes())
+    assert after[0].outputs[str((folder / "demo.tdp.zip").absolute())] == bundle_sha
