@@ -190,7 +190,7 @@ def appendix(data: PdfInput) -> str:
             (f"<span class=hash>{c}</span>", escape(p)) for c, p in sorted(commitments)])
         + "<h2>Members of the bundle</h2><p>sha256 of every member (this PDF cannot list its "
         "own: manifest.json does, and the signature covers it).</p>"
-        + _table(("member", "kind", "sha256", "bytes"), rows) + "</section>")
+        + _table(("member", "kind", "sha256", "bytes"), rows, (34, 12, 40, 14)) + "</section>")
 
 
 def _report_body(html: str) -> tuple[str, str]:
