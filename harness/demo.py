@@ -95,6 +95,18 @@ def committed_sets(
     return done[0], done[1]
 
 
+def demo_signing_key(work: Path, seed: int) -> tuple[Path, str]:
+    """The demo's evidence signing key, derived from `--seed` (reproducible; a real signer uses
+    `tdp evidence keygen`), written to `work/evidence-key.pem`; returns (path, fingerprint)."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from harness.evidence.signing import key_fingerprint, write_key
+
+    key = Ed25519PrivateKey.from_private_bytes(derive_seed("demo-evidence-key", str(seed))[:32])
+    path, _ = write_key(key, work / "evidence-key.pem", force=True)
+    return path, key_fingerprint(key.public_key())
+
+
 def run_demo(out_dir: str | Path = "results/demo", config: DemoConfig | None = None) -> Report:
     """Run the whole demo and write `out_dir/report.{json,html,md}`; returns the report."""
     config = config or DemoConfig()

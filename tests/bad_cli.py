@@ -150,6 +150,11 @@ def build_fixtures(root: Path) -> dict[str, str]:
     f["fake_model"] = root / "fake-model"
     f["fake_model"].mkdir()
     (f["fake_model"] / "config.json").write_text("{}")
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from harness.evidence.signing import write_key
+
+    f["evkey"] = write_key(Ed25519PrivateKey.generate(), root / "owner.pem")[0]
     f["ro"] = root / "read-only"
     f["ro"].mkdir()
     f["ro"].chmod(0o555)
@@ -380,6 +385,35 @@ CASES: tuple[Case, ...] = (
     Case("assign: bad hex", "canaries assign {v2} --randomness zz --signature zz", ""),
     Case("audit: v2 set not assigned", f"audit --canaries {{v2}} --model hf:{{fake_model}} "
          "-o {root}/a2 --no-progress", "no canaries yet"),
+    # evidence bundles
+    Case("evidence keygen: no out", "evidence keygen", "Missing option"),
+    Case("evidence keygen: out exists", "evidence keygen -o {file}", "refusing to overwrite"),
+    Case("evidence keygen: out is a folder", "evidence keygen -o {dir}", "directory"),
+    Case("evidence pack: no run folder", "evidence pack --key {evkey} -o {root}/b.zip",
+         "Missing argument"),
+    Case("evidence pack: run folder missing", "evidence pack {missing} --key {evkey} "
+         "-o {root}/b.zip", "does not exist"),
+    Case("evidence pack: no key", "evidence pack {old_report} -o {root}/b.zip", "Missing option"),
+    Case("evidence pack: key is not a key", "evidence pack {old_report} --key {file} "
+         "-o {root}/b.zip", "not a usable private key"),
+    Case("evidence pack: folder without report", "evidence pack {dir} --key {evkey} "
+         "-o {root}/b.zip", "report not found"),
+    Case("evidence pack: not a tdp report", "evidence pack {old_report} --key {evkey} "
+         "-o {root}/b.zip", "not a tdp report"),
+    Case("evidence pack: out exists", "evidence pack {old_report} --key {evkey} -o {file}",
+         "refusing to overwrite"),
+    Case("evidence pack: --tsa without chain", "evidence pack {old_report} --key {evkey} "
+         "--tsa http://127.0.0.1:9 -o {root}/b.zip", "--tsa-chain"),
+    Case("evidence pack: no-pdf and pdf-out", "evidence pack {old_report} --key {evkey} "
+         "--no-pdf --pdf-out {root}/r.pdf -o {root}/b.zip", "contradicts"),
+    Case("evidence verify: missing", "evidence verify {missing}", "does not exist"),
+    Case("evidence verify: a folder", "evidence verify {dir}", "directory"),
+    Case("evidence verify: not a zip", "evidence verify {file}", "not a readable zip"),
+    Case("evidence verify: bad signer", "evidence verify {file} --signer xyz", "fingerprint"),
+    Case("evidence verify: short commitment", "evidence verify {file} --commitment abc",
+         "64 hex"),
+    Case("evidence verify: rescore without model", "evidence verify {file} --rescore 5",
+         "--model"),
     Case("inject: v2 set not assigned", "canaries inject --canaries {v2} --corpus {corpus_jsonl} "
          "-o {root}/i2.jsonl", "no canaries yet"),
 )

@@ -64,7 +64,8 @@ def test_audit_refuses_an_earlier_report_before_loading_the_model(tiny_world, tm
     r = run(*base, "--force")
     assert r.exit_code == 0, r.output
     assert (out / "report.md").read_text() != "stale" and not _leftovers(tmp_path)
-    assert sorted(p.name for p in out.iterdir()) == ["report.html", "report.json", "report.md"]
+    assert sorted(p.name for p in out.iterdir()) == [  # custody.jsonl: harness/evidence
+        "custody.jsonl", "report.html", "report.json", "report.md"]
 
 
 def test_report_swap_keeps_the_old_report_when_rendering_fails(tiny_world, tmp_path, monkeypatch):

@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "harness.cli.verify_cmd",
     "harness.cli.calibrate_cmd",
     "harness.cli.simulate_cmd",
+    "harness.cli.evidence_cmd",
 )
 
 
@@ -31,11 +32,19 @@ class UserError(click.ClickException):
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="tdp")
 @click.option("-v", "--verbose", is_flag=True, help="Log debug messages.")
-def main(verbose: bool) -> None:
+@click.option(
+    "--no-custody",
+    is_flag=True,
+    help="Do not append this command to the custody logs (custody.jsonl) of its folders.",
+)
+@click.pass_context
+def main(ctx: click.Context, verbose: bool, no_custody: bool) -> None:
     """tdp: prove that a language model was trained on your data, with exact p-values."""
     from harness.cli.errors import one_line_warnings
+    from harness.evidence.custody_hook import OFF
 
     one_line_warnings()
+    ctx.meta[OFF] = no_custody
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
@@ -45,8 +54,11 @@ def main(verbose: bool) -> None:
 def _register() -> None:
     import importlib
 
+    from harness.evidence.custody_hook import instrument
+
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(main)
+    instrument(main)  # every command records its chain of custody (harness/evidence/custody.py)
 
 
 _register()

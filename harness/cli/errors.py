@@ -16,6 +16,10 @@ from canaries.inject import InjectError
 from canaries.wordlist import WordlistError
 from harness.backends import BackendError, ModelSpecError
 from harness.cache import CacheError
+from harness.evidence.bundle import BundleError
+from harness.evidence.custody import CustodyError
+from harness.evidence.pdf import PdfError
+from harness.evidence.signing import SigningError
 from harness.protocol.beacon import BeaconError
 from harness.protocol.local_tsa import LocalTSAError
 from harness.protocol.pool import ProtocolError
@@ -43,6 +47,10 @@ USER_ERRORS: tuple[type[Exception], ...] = (
     TimestampError,
     LocalTSAError,
     InjectError,
+    BundleError,
+    CustodyError,
+    SigningError,
+    PdfError,
     # the file system's own verdicts on a path the user gave: one line, naming the path
     FileNotFoundError,
     FileExistsError,
