@@ -168,6 +168,8 @@ class ScoringHandler(BaseHTTPRequestHandler):
             if method != want:
                 raise RequestError(f"{path} takes {want}, not {method}", 405)
             if method == "GET":
+                if self.headers.get("Content-Length", "").strip() not in ("", "0"):
+                    self.close_connection = True  # a body we do not read must not be parsed next
                 return self._send(200, handler({}))
             with srv.admitted():
                 reply = handler(self._body())
