@@ -8,7 +8,8 @@ dtype, revision) so a client can check it holds the right tokenizer and record w
 Binds 127.0.0.1 unless told otherwise; `api_key_env` makes it require a Bearer key.
 
 Hostile or slow clients are bounded (harness/serve_limits.py): a wall-clock deadline for a
-request's headers and another for its body (slow-loris sockets are closed, not held), a cap
+request's headers and another for its body, scaled to its declared size (slow-loris sockets
+are closed, not held; a slow body holds a connection, never a place in the model queue), a cap
 on connections and on POSTs in flight (503 with Retry-After beyond it, as uvicorn's
 limit_concurrency answers), limits on body size, prompts and tokens per request, and model
 work whose client has hung up is dropped at the next batch or generated token. Every refusal
@@ -171,8 +172,9 @@ class ScoringHandler(BaseHTTPRequestHandler):
                 if self.headers.get("Content-Length", "").strip() not in ("", "0"):
                     self.close_connection = True  # a body we do not read must not be parsed next
                 return self._send(200, handler({}))
+            raw = self._body()  # before admission: a slow body holds a connection, not a slot
             with srv.admitted():
-                reply = handler(self._body())
+                reply = handler(parse_json_object(raw))
             self._send(200, reply)
         except Cancelled:
             log.info("%s: client left; its request was dropped", self.address_string())
@@ -200,20 +202,21 @@ class ScoringHandler(BaseHTTPRequestHandler):
     def _client_gone(self) -> bool:
         return client_gone(self.connection)
 
-    def _body(self) -> dict[str, Any]:
-        """The JSON body: declared length checked first, then read within body_timeout_s."""
+    def _body(self) -> bytes:
+        """The raw body: declared length checked first, then read by its deadline."""
         limits = self.server.limits
         length = content_length(self.headers, limits.max_body_bytes)
-        self._reader.deadline = time.monotonic() + limits.body_timeout_s
+        allowed = limits.body_deadline_s(length)
+        self._reader.deadline = time.monotonic() + allowed
         try:
             raw = self.rfile.read(length)
         except TimeoutError:
             raise RequestError(
-                f"request body not received within {limits.body_timeout_s:g} s", 408
+                f"request body of {length} bytes not received within {allowed:.3g} s", 408
             ) from None
         if len(raw) < length:
             raise RequestError("connection closed before the whole body arrived")
-        return parse_json_object(raw)
+        return raw
 
     def _send(self, status: int, payload: dict[str, Any], retry: bool = False) -> None:
         """Write one response; after an error the connection closes (its body may be unread)."""

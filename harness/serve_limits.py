@@ -28,6 +28,9 @@ class RequestError(ValueError):
 SEED_MIN, SEED_MAX = -(1 << 63), (1 << 63) - 1
 #: prompts the openai backend sends per request by default; scales the default token budget
 CLIENT_BATCH = 16
+#: a body gets BODY_GRACE_S plus one second per BODY_MIN_RATE bytes, up to body_timeout_s
+#: (Apache mod_reqtimeout's rule, `RequestReadTimeout body=20,MinRate=500`)
+BODY_GRACE_S, BODY_MIN_RATE = 5.0, 32 << 10
 #: normalizers may shrink text before it is split: NFC composes at most 3 bytes into 1
 #: (conjoining Hangul jamo, 9 bytes -> one 3-byte syllable); 4 leaves a margin
 NORMALIZER_SLACK = 4
@@ -60,6 +63,10 @@ class ServeLimits:
         for key in ("header_timeout_s", "body_timeout_s", "send_timeout_s"):
             if not float(getattr(self, key)) > 0:
                 raise ValueError(f"serve limit {key} must be > 0")
+
+    def body_deadline_s(self, length: int) -> float:
+        """Seconds a body of `length` bytes may take to arrive: small bodies get little time."""
+        return min(self.body_timeout_s, BODY_GRACE_S + length / BODY_MIN_RATE)
 
     def request_tokens(self, max_model_len: int) -> int:
         """The token budget of one request (prompt tokens plus n x max_tokens, all prompts)."""

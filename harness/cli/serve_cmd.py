@@ -73,7 +73,8 @@ _LIMIT = dict(show_default=True)
     type=click.FloatRange(min=0.001),
     default=30.0,
     **_LIMIT,
-    help="Seconds for a request's body to arrive after its headers (408 beyond).",
+    help="Most seconds for a request's body to arrive after its headers: 5 s plus 1 s per "
+    "32 KiB declared, up to this (408 beyond).",
 )
 @user_errors
 def serve_cmd(
