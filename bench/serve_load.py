@@ -10,8 +10,10 @@ cannot slow the next), and measures:
   (each is abandoned after `--hostile-timeout` seconds);
 - slow-loris: sockets that trickle a header byte a second, plus one that stops mid-body: how
   many the server still holds over time, its thread count, and a normal request meanwhile;
-- cancellation: a long request whose client hangs up; the time from the hang-up until a small
-  request gets its answer (the model lock is free), next to the long request's full duration.
+- cancellation: a long request whose client hangs up; the time from the hang-up until its
+  work stopped (the server's /health request count, or, for a server that cannot say, the
+  next request's answer: it held its lock for all of it) and until a small request gets its
+  answer, next to the long request's full (second, warm) duration.
 
 Loopback only; every wait is bounded. From the repository root:
 
@@ -403,6 +405,7 @@ def cancel_phase(model_dir: Path, args: argparse.Namespace, vocab: int) -> list[
     for name, body in long_requests.items():
         data = raw_request("POST", "/v1/completions", json.dumps(body).encode())
         with serving(model_dir, args.server_arg) as srv:
+            exchange(srv, data, args.hostile_timeout * 4)  # warm-up: the first run is slower
             full = exchange(srv, data, args.hostile_timeout * 4)
             busy_health = None
             s = socket.create_connection((srv.host, srv.port))
