@@ -28,6 +28,7 @@ import math
 import os
 import select
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -136,6 +137,7 @@ class ScoringHandler(BaseHTTPRequestHandler):
 
     def setup(self) -> None:
         super().setup()
+        self.rfile.close()  # the plain makefile() reader; its reference would delay the close
         self._reader = _DeadlineReader(self.connection)
         self.rfile = io.BufferedReader(self._reader)
 
@@ -298,7 +300,12 @@ class ScoringServer(ThreadingHTTPServer):
             if not full:
                 self.connections += 1
         if not full:
-            return super().process_request(request, client_address)
+            try:
+                return super().process_request(request, client_address)
+            except BaseException:  # no thread started: nothing will count this one out
+                with self._counts:
+                    self.connections -= 1
+                raise
         msg = f"server busy: {self.connections} connections open; retry later"
         try:
             request.settimeout(1.0)
@@ -316,8 +323,6 @@ class ScoringServer(ThreadingHTTPServer):
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """A client dropping its connection is routine; anything else is logged in full."""
-        import sys
-
         if isinstance(sys.exc_info()[1], OSError):
             log.debug("%s: connection error", client_address, exc_info=True)
         else:
