@@ -76,6 +76,11 @@ class Server:
     host: str
     port: int
 
+    def cpu_s(self) -> float:
+        """User + system CPU seconds of the server process so far (robust to machine load)."""
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def rss_mb(self) -> float:
         return _status_field(self.proc.pid, "VmRSS") / 1024
 
@@ -218,7 +223,7 @@ def load_phase(srv: Server, args: argparse.Namespace, vocab: int) -> dict:
     ]
     for b in bodies[:3]:
         exchange(srv, raw_request("POST", "/v1/completions", b), 60)
-    rss0 = srv.rss_mb()
+    rss0, cpu0 = srv.rss_mb(), srv.cpu_s()
     lat: list[float] = []
     bad = []
     nxt, lock, t_end = iter(bodies), threading.Lock(), time.monotonic() + args.duration
@@ -244,6 +249,7 @@ def load_phase(srv: Server, args: argparse.Namespace, vocab: int) -> dict:
         "rps": len(lat) / wall,
         "p50_ms": 1000 * statistics.median(lat),
         "p99_ms": 1000 * lat[min(len(lat) - 1, int(0.99 * len(lat)))],
+        "cpu_ms_per_request": 1000 * (srv.cpu_s() - cpu0) / max(1, len(lat) + len(bad)),
         "rss_before_mb": rss0,
         "rss_after_mb": srv.rss_mb(),
         "wall_s": wall,
@@ -484,6 +490,7 @@ def table(
         f"| requests done / failed (of {args.requests}, {args.concurrency} clients, "
         f"cap {args.duration:.0f} s) | {load['done']} / {load['failed']} |",
         f"| requests/s (16 prompts of 16-63 tokens each) | {load['rps']:.1f} |",
+        f"| server CPU per request (user + system) | {load['cpu_ms_per_request']:.0f} ms |",
         f"| latency p50 / p99 | {load['p50_ms']:.0f} / {load['p99_ms']:.0f} ms |",
         f"| server RSS before / after | {load['rss_before_mb']:.0f} / "
         f"{load['rss_after_mb']:.0f} MB |",
