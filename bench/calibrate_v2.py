@@ -23,7 +23,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-from py_ecc.optimized_bls12_381 import curve_order
 
 from canaries.canary_set import Plan, new_pool_set
 from canaries.drbg import derive_seed
@@ -38,6 +37,7 @@ from harness.calibrate import (
     table_markdown,
     write_calibration,
 )
+from harness.protocol.bls import curve_order
 from harness.protocol.local_beacon import LocalTestBeacon
 from harness.protocol.pool import assign, derive_pool
 from harness.scoring import ScoringRequest, score_texts

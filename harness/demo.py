@@ -53,8 +53,7 @@ def _say(msg: str) -> None:
 
 def local_protocol(work: Path, seed: str):
     """A local test TSA and a local test beacon whose key derives from the demo seed."""
-    from py_ecc.optimized_bls12_381 import curve_order
-
+    from harness.protocol.bls import curve_order
     from harness.protocol.local_beacon import LocalTestBeacon
     from harness.protocol.local_tsa import LocalTSA
 

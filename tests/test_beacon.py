@@ -317,3 +317,15 @@ def test_local_beacon_refuses_bad_parameters() -> None:
         LocalTestBeacon(secret_key=0)
     with pytest.raises(BeaconError, match="round must be an integer >= 1"):
         LocalTestBeacon.create(genesis_time=0).sign(0)
+
+
+def test_importing_the_beacon_code_leaves_the_recursion_limit_alone():
+    """py_ecc raises the limit to 100,000 on import; with it, deeply nested JSON posted to
+    `tdp serve` overflowed a thread's C stack and killed the server (seen in the test suite)."""
+    import subprocess
+    import sys
+
+    code = "import sys; a = sys.getrecursionlimit(); import harness.cli; import harness.protocol.beacon; print(a, sys.getrecursionlimit())"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    before, after = out.stdout.split()
+    assert before == after, out.stdout

@@ -12,11 +12,23 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import sys
 
-from py_ecc.bls.hash import i2osp, os2ip
-from py_ecc.bls.hash_to_curve import hash_to_G1, hash_to_G2
-from py_ecc.bls.point_compression import compress_G1, compress_G2, decompress_G1, decompress_G2
-from py_ecc.optimized_bls12_381 import (
+# py_ecc raises the interpreter's recursion limit to 100,000 when imported (py_ecc/__init__.py),
+# process-wide; with it, any deeply nested input (e.g. JSON posted to `tdp serve`) overflows the C
+# stack of a thread and kills the process instead of raising RecursionError. Nothing here recurses
+# deeply (optimized_bls12_381 is iterative; measured with the default limit on every test vector),
+# so the limit is put back as it was.
+_RECURSION_LIMIT = sys.getrecursionlimit()
+from py_ecc.bls.hash import i2osp, os2ip  # noqa: E402
+from py_ecc.bls.hash_to_curve import hash_to_G1, hash_to_G2  # noqa: E402
+from py_ecc.bls.point_compression import (  # noqa: E402
+    compress_G1,
+    compress_G2,
+    decompress_G1,
+    decompress_G2,
+)
+from py_ecc.optimized_bls12_381 import (  # noqa: E402
     FQ12,
     G1,
     G2,
@@ -27,6 +39,8 @@ from py_ecc.optimized_bls12_381 import (
     neg,
     pairing,
 )
+
+sys.setrecursionlimit(_RECURSION_LIMIT)
 
 #: suite tags of draft-irtf-cfrg-bls-signature (NUL = basic scheme); drand hashes to the group the
 #: signature lives on with that group's tag (drand/drand crypto/schemes.go, NewBLS12381SuiteWithDST)
