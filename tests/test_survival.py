@@ -12,7 +12,8 @@ from canaries.canary_set import Plan, load_canary_set, new_canary_set, save_cana
 from canaries.embed import embed_pages, manifest_path_for
 from canaries.generators import words_spec
 from harness.cli import main
-from harness.survival import STAGES, CopyOutcome, render_markdown, tabulate
+from harness.survival import STAGES, CopyOutcome
+from harness.survival_report import render_markdown, tabulate
 
 pytest.importorskip("bs4")
 pytest.importorskip("resiliparse")
