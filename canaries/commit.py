@@ -25,6 +25,7 @@ import fcntl
 import hashlib
 import json
 import os
+import time
 import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -32,7 +33,6 @@ from pathlib import Path
 from canaries.files import (
     TMP_PREFIX,
     OutputError,
-    atomic_write_bytes,
     clean_leftovers,
     fsync_dir,
     is_regular_file,
@@ -122,6 +122,18 @@ def clean_beside(output: Path, manifest: Path) -> int:
     return len(clean_leftovers(output)) + len(clean_leftovers(manifest))
 
 
+def check_writable(final: Path, what: str) -> None:
+    """Fail before any work when `final` cannot be created: a probe named like this run's own
+    temporaries, so a kill between creating and removing it leaves nothing `clean_beside` misses."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    probe = _tmp(final, "probe-")
+    try:
+        _write_new(probe, b"")
+    except OSError as e:
+        raise OutputError(f"{what} {final.parent} is not writable ({e.strerror})") from None
+    os.unlink(probe)
+
+
 def new_tmp_output(output: Path) -> Path:
     """A temporary name beside `output` to build it under (a folder or a file)."""
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -136,7 +148,7 @@ def publish(tmp_output: Path, output: Path, manifest: Path, data: bytes, force: 
         if path.exists() and not force and not _empty_dir(path):
             raise OutputError(f"{what} {path} exists; refusing to overwrite it (use --force)")
     tmp_manifest = _tmp(manifest)
-    atomic_write_bytes(tmp_manifest, data, mode=0o600, force=False, what="manifest")
+    _write_new(tmp_manifest, data)
     backup = _tmp(output, "old-") if os.path.lexists(output) else None
     st = tmp_output.lstat()
     pending = Pending(
@@ -149,7 +161,9 @@ def publish(tmp_output: Path, output: Path, manifest: Path, data: bytes, force: 
         str(backup) if backup else None,
     )
     record = pending_path(output)
-    atomic_write_bytes(record, json.dumps(asdict(pending)).encode(), mode=0o600, what="record")
+    tmp_record = _tmp(output, "pending-")  # a temporary `clean_beside` knows
+    _write_new(tmp_record, json.dumps(asdict(pending)).encode())
+    os.replace(tmp_record, record)
     if backup is not None:
         os.replace(output, backup)
     os.replace(tmp_output, output)
@@ -162,28 +176,42 @@ def publish(tmp_output: Path, output: Path, manifest: Path, data: bytes, force: 
     fsync_dir(record.parent)
 
 
+def _write_new(path: Path, data: bytes) -> None:
+    """A new private file with `data`, on disk before it is renamed anywhere."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    with os.fdopen(os.open(path, flags, 0o600), "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
 def _empty_dir(path: Path) -> bool:
     return path.is_dir() and not path.is_symlink() and not any(path.iterdir())
 
 
 class OutputLock:
     """An advisory lock on the output's folder: one run at a time may recover or publish there
-    (a second run would otherwise roll back the first one's pending record)."""
+    (a second run would otherwise roll back the first one's pending record). Waits up to `wait`
+    seconds: a worker process of a run just killed may hold it a moment longer."""
 
-    def __init__(self, output: Path) -> None:
-        self.folder = output.parent
+    def __init__(self, output: Path, wait: float = 10.0) -> None:
+        self.folder, self.wait = output.parent, wait
 
     def __enter__(self) -> OutputLock:
         self.folder.mkdir(parents=True, exist_ok=True)
-        self._fd = os.open(self.folder, os.O_RDONLY)
-        try:
-            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(self._fd)
-            raise OutputError(
-                f"another run is writing into {self.folder}; wait for it to finish"
-            ) from None
-        return self
+        self._fd = os.open(self.folder, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        deadline = time.monotonic() + self.wait
+        while True:
+            try:
+                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return self
+            except OSError:
+                if time.monotonic() > deadline:
+                    os.close(self._fd)
+                    raise OutputError(
+                        f"another run is writing into {self.folder}; wait for it to finish"
+                    ) from None
+                time.sleep(0.05)
 
     def __exit__(self, *exc: object) -> None:
         os.close(self._fd)  # closing releases the lock
@@ -191,6 +219,7 @@ class OutputLock:
 
 __all__ = [
     "OutputLock",
+    "check_writable",
     "Pending",
     "clean_beside",
     "new_tmp_output",

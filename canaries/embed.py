@@ -22,9 +22,16 @@ from pathlib import Path
 from typing import Any
 
 from canaries.canary_set import CanarySet
-from canaries.commit import OutputLock, clean_beside, new_tmp_output, publish, recover
+from canaries.commit import (
+    OutputLock,
+    check_writable,
+    clean_beside,
+    new_tmp_output,
+    publish,
+    recover,
+)
 from canaries.drbg import HashDRBG
-from canaries.files import OutputError, check_writable_dir, refuse_link, remove_path
+from canaries.files import OutputError, refuse_link, remove_path
 from canaries.generators import Canary
 from canaries.html import (
     MAX_PAGE_BYTES,
@@ -215,8 +222,8 @@ def embed_pages(
             log.warning("%s", line)
         clean_beside(out, mpath)
         _refuse_existing(out, mpath, force)
-        check_writable_dir(out.parent, "output folder")
-        check_writable_dir(mpath.parent, "manifest folder")
+        check_writable(out, "output folder")
+        check_writable(mpath, "manifest folder")
         tree = scan_tree(root, follow_links_inside)
         tmp = new_tmp_output(out)
         try:

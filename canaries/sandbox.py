@@ -26,7 +26,9 @@ class Failed:
     seconds: float
 
 
-def _serve(conn: Any, fn: Callable[[Any], Any]) -> None:
+def _serve(conn: Any, fn: Callable[[Any], Any], other_end: Any = None) -> None:
+    if other_end is not None:  # a forked child holds a copy of the parent's end: drop it, so
+        other_end.close()  # that the parent's death (even by SIGKILL) ends this loop with EOF
     while True:
         try:
             item = conn.recv()
@@ -58,7 +60,8 @@ class Sandbox:
     def _start(self) -> None:
         ctx = _context()
         parent, child = ctx.Pipe()
-        self._proc = ctx.Process(target=_serve, args=(child, self.fn), daemon=True)
+        other = parent if ctx.get_start_method() == "fork" else None
+        self._proc = ctx.Process(target=_serve, args=(child, self.fn, other), daemon=True)
         self._proc.start()
         child.close()
         self._conn = parent
