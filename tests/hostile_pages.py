@@ -52,7 +52,7 @@ def _kinds() -> dict[str, Callable[[random.Random, bool], bytes]]:
             _doc(
                 f'<div class="section"><div class="para">{prose(r)} <em>{prose(r, 1)}</em> '
                 f"{prose(r, 2)}</div></div>"
-            )  # fmt: skip
+            )
         ),
         "list-table": lambda r, b: enc(
             _doc(f"<ul><li>{prose(r)}</li></ul><table><tr><td>{prose(r)}</td></tr></table>")
@@ -83,7 +83,7 @@ def _kinds() -> dict[str, Callable[[random.Random, bool], bytes]]:
                 f"<svg><p>{prose(r)}</p><foreignObject><p>{prose(r)}</p></foreignObject>"
                 f"<desc><div>{prose(r)}</div></desc></svg><math><mi><p>{prose(r)}</p></mi>"
                 f"<annotation-xml encoding='text/html'><p>{prose(r)}</p></annotation-xml></math>"
-            )  # fmt: skip
+            )
         ),
         "unterminated": lambda r, b: enc(
             _doc(f"<p>{prose(r)} <b>{prose(r, 2)} <div class='x")
@@ -96,7 +96,7 @@ def _kinds() -> dict[str, Callable[[random.Random, bool], bytes]]:
             _doc(
                 f"<!-- <p>{prose(r)}</p> --><![CDATA[<p>{prose(r)}]]><!--> <p>{prose(r)}</p>"
                 f"<!---><p>{prose(r)}</p> --!><!-- a -- b --><p>{prose(r)}</p>"
-            )  # fmt: skip
+            )
         ),
         "entity-flood": lambda r, b: enc(
             _doc(
@@ -104,7 +104,7 @@ def _kinds() -> dict[str, Callable[[random.Random, bool], bytes]]:
                 + r.choice(["&amp;", "&#x41;", "&nbsp;", "&notanentity;"])
                 * _size(r, b, 20000, 400000)
                 + "</p>"
-            )  # fmt: skip
+            )
         ),
         "lt-run": lambda r, b: enc(_doc(f"<p>{prose(r)} " + "<" * _size(r, b, 20000, 400000))),
         "amp-run": lambda r, b: enc(_doc(f"<p>{prose(r)} " + "&" * _size(r, b, 20000, 400000))),
@@ -120,13 +120,13 @@ def _kinds() -> dict[str, Callable[[random.Random, bool], bytes]]:
                 f"</style><textarea><p>{prose(r)}</p></textarea><title><p>{prose(r)}</title>"
                 f"<xmp><p>{prose(r)}</p></xmp><noscript><p>{prose(r)}</p></noscript>"
                 f"<select><option><p>{prose(r)}</select><plaintext><p>{prose(r)}"
-            )  # fmt: skip
+            )
         ),
         "misnested": lambda r, b: enc(
             _doc(
                 f"<p><b>{prose(r)}<p>{prose(r)}</b></i></p></div><a><p>{prose(r)}</a>"
                 f"<button><p>{prose(r)}</button>"
-            )  # fmt: skip
+            )
         ),
         "no-head": lambda r, b: enc(f"<p>{prose(r)}</p>"),
         "whitespace-only": lambda r, b: b" \n\t\r\n " * r.randint(0, 50),
@@ -196,8 +196,14 @@ def _plant_traps(c: Corpus, rng: random.Random, huge_bytes: int) -> None:
         return os.path.join(t, name)
 
     page = _doc(f"<p>{prose(rng)}</p>").encode()
-    for name in (b"caf\xe9.html", b"\xff\xfe.html", b"new\nline.html", b"back\\x41slash.html",
-                 b"\xe2\x80\xae-rtl.html", b"sp ace.html"):  # fmt: skip
+    for name in (
+        b"caf\xe9.html",
+        b"\xff\xfe.html",
+        b"new\nline.html",
+        b"back\\x41slash.html",
+        b"\xe2\x80\xae-rtl.html",
+        b"sp ace.html",
+    ):
         _write(trap(name, "odd-name"), page)
     _write(trap(b"private.html", "mode-0600"), page, 0o600)
     _write(trap(b"group.html", "mode-0640"), page, 0o640)

@@ -23,7 +23,7 @@ from canaries.commit import clean_beside, recover
 from canaries.embed import TooFewPages, embed_pages, load_manifest, manifest_path_for
 from canaries.files import OutputError, remove_path
 from canaries.generators import words_spec
-from canaries.html import CARRIERS, HtmlEmbedError, embed_in_page
+from canaries.html import CARRIERS, HtmlEmbedError, Point, embed_in_page
 from canaries.pagetree import name_parts, record_name, scan_tree
 from harness.cli import main
 
@@ -134,7 +134,7 @@ def test_cli_embed_with_odd_names_prints_one_line_each(tmp_path: Path, corpus) -
             "paragraph",
             "-o",
             str(tmp_path / "out"),
-        ],  # fmt: skip
+        ],
     )
     assert r.exit_code == 0, r.output
     assert "skipped traps/fifo.html:" in r.output and "Traceback" not in r.output
@@ -343,7 +343,7 @@ def test_too_few_pages_names_every_refused_page(tmp_path: Path) -> None:
             "comment",
             "-o",
             str(tmp_path / "out"),
-        ],  # fmt: skip
+        ],
     )
     assert r.exit_code == 1 and "Traceback" not in r.output
     for i in range(5):
@@ -353,34 +353,59 @@ def test_too_few_pages_names_every_refused_page(tmp_path: Path) -> None:
 
 # 12. landing checked by an HTML5 parser -------------------------------------------------------
 
-LEXBOR_DISAGREES = {
-    # lxml puts these paragraphs in the body; an HTML5 parser drops or moves them
-    "frameset": "<html><frameset><frame src=a></frameset><p>{p}</p></html>",
-    "template": "<body><template><p>{p}</p></template>",
-    "table": "<body><table><p>{p}</p><tr><td>x</td></tr></table>",
+CASES = {
+    # case: (page, expected) -- "lexbor": lxml accepts the placement, lexbor (HTML5) does not
+    "frameset": ("<html><frameset><frame src=a></frameset><p>{p}</p></html>", "lexbor"),
+    "template": ("<body><template><p>{p}</p></template>", "no <p>"),  # inert content
+    "select": ("<body><select><p>{p}</select>", "no <p>"),
+    "svg": ("<body><svg><desc><div>{p}</div></desc></svg>", "no <p>"),
+    "table": ("<body><table><p>{p}</p><tr><td>x</td></tr></table>", "ok"),  # fostered, still a p
+    "unterminated": ("<body><p>{p} <b>bold <div class='x", "ok"),
 }
 
 
-@pytest.mark.parametrize("case", list(LEXBOR_DISAGREES))
+@pytest.mark.parametrize("case", list(CASES))
 def test_placements_an_html5_parser_disagrees_with_are_refused(case: str) -> None:
-    from canaries.landing import PARSERS
+    from canaries.landing import PARSERS, _accepts
 
-    page = LEXBOR_DISAGREES[case].format(p=prose(random.Random(3))).encode()
-    try:
-        new, e = embed_in_page(page, CANARY, CARRIERS["font-size-0"], SEED)
-    except HtmlEmbedError as err:
-        assert "does not find" in str(err) or "no <p>" in str(err)
+    page, expected = CASES[case]
+    data = page.format(p=prose(random.Random(3))).encode()
+    carrier = CARRIERS["font-size-0"]
+    if expected != "ok":
+        with pytest.raises(HtmlEmbedError, match=expected):
+            embed_in_page(data, CANARY, carrier, SEED)
         return
-    # accepted: then both parsers must see the canary in a <p> (checked again here)
-    holders = list(PARSERS["lexbor"](new.decode(), CARRIERS["font-size-0"], CANARY))
-    assert any("p" in h.ancestors for h in holders)
+    new, e = embed_in_page(data, CANARY, carrier, SEED)
+    point = Point(e.char_offset, "p", "")
+    for parser in PARSERS.values():  # both parsers, asked again: inside a <p>
+        assert any(
+            _accepts(h, carrier, point, CANARY) for h in parser(new.decode(), carrier, CANARY)
+        )
+
+
+def test_lxml_alone_would_accept_what_lexbor_refuses() -> None:
+    from canaries.landing import PARSERS, _accepts
+
+    carrier = CARRIERS["font-size-0"]
+    text = '<html><frameset><frame src=a></frameset><p>One. <span style="font-size:0">' + CANARY
+    text += " </span>Two.</p></html>"
+    point = Point(0, "p", "One. ")
+    verdict = {
+        n: any(_accepts(h, carrier, point, CANARY) for h in f(text, carrier, CANARY))
+        for n, f in PARSERS.items()
+    }
+    assert verdict == {"lxml": True, "lexbor": False}
 
 
 def test_every_accepted_hostile_placement_lands_for_lexbor(tmp_path: Path, corpus) -> None:
     from resiliparse.parse.html import HTMLTree
 
-    m = embed(corpus.root, canaries(tmp_path, k=40), tmp_path / "out",
-              carriers=["font-size-0", "paragraph", "own-paragraph"])  # fmt: skip
+    m = embed(
+        corpus.root,
+        canaries(tmp_path, k=40),
+        tmp_path / "out",
+        carriers=["font-size-0", "paragraph", "own-paragraph"],
+    )
     assert len(m.placements) == 40
     texts = {c.id: c.text for c in load_canary_set(tmp_path / "c.json").canaries}
     for p in m.placements:

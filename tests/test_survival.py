@@ -154,7 +154,7 @@ def _survival(manifest: Path, out: Path, *extra: str):
             "-o",
             str(out),
             *extra,
-        ],  # fmt: skip
+        ],
     )
 
 
@@ -185,7 +185,7 @@ def test_a_page_that_stalls_a_filter_is_stopped_and_reported(tmp_path: Path) -> 
             "extractor": "resiliparse-all",
             "stage": "gopher-repetition",
             "limit_s": 1.0,
-        }  # fmt: skip
+        }
     ]
     copy = next(c for c in doc["copies"] if c["page"] == "stall.html")
     assert copy["timed_out"] == "gopher-repetition" and copy["doc_kept"][1:] == [False] * 5
