@@ -151,14 +151,15 @@ def publish(tmp_output: Path, output: Path, manifest: Path, data: bytes, force: 
     _write_new(tmp_manifest, data)
     backup = _tmp(output, "old-") if os.path.lexists(output) else None
     st = tmp_output.lstat()
+    absolute = os.path.abspath  # the next run may start from another folder
     pending = Pending(
-        str(output),
-        str(manifest),
-        hashlib.sha256(data).hexdigest(),
-        str(tmp_output),
-        str(tmp_manifest),
-        (st.st_dev, st.st_ino),
-        str(backup) if backup else None,
+        output=absolute(output),
+        manifest=absolute(manifest),
+        manifest_sha256=hashlib.sha256(data).hexdigest(),
+        tmp_output=absolute(tmp_output),
+        tmp_manifest=absolute(tmp_manifest),
+        output_id=(st.st_dev, st.st_ino),
+        backup=absolute(backup) if backup else None,
     )
     record = pending_path(output)
     tmp_record = _tmp(output, "pending-")  # a temporary `clean_beside` knows

@@ -6,6 +6,7 @@ sent by a forked child to itself at the N-th file-system call of a chosen kind.
 
 from __future__ import annotations
 
+import faulthandler
 import json
 import os
 import random
@@ -421,3 +422,35 @@ def test_scan_tree_refuses_missing_pages(tmp_path: Path) -> None:
     os.mkfifo(tmp_path / "f.html")
     with pytest.raises(HtmlEmbedError, match="fifo"):
         scan_tree(tmp_path / "f.html")
+
+
+# a page over its time limit, or crashing the parser, is one page's error ---------------------
+
+
+def test_a_page_over_its_time_limit_or_crashing_the_worker_is_skipped(
+    tmp_path: Path, monkeypatch
+) -> None:
+    import canaries.embed as embed_module
+
+    pages = tmp_path / "pages"
+    pages.mkdir()
+    for i in range(3):
+        (pages / f"ok{i}.html").write_text(f"<p>{prose(random.Random(i))}</p>")
+    # html.parser is quadratic on unclosed tags: ~3 s here, far over a 0.5 s limit
+    (pages / "slow.html").write_text(f"<p>{prose(random.Random(7))}</p><p>" + "<a" * 40_000)
+    (pages / "crash.html").write_text(f"<p>CRASH {prose(random.Random(8))}</p>")
+    real = embed_module.embed_in_page
+
+    def crashing(data: bytes, *args):
+        if b"CRASH" in data:
+            faulthandler.disable()  # pytest's handler would print a dump from the worker
+            os.kill(os.getpid(), signal.SIGSEGV)  # as a C parser would
+        return real(data, *args)
+
+    monkeypatch.setattr(embed_module, "embed_in_page", crashing)  # the forked worker inherits it
+    with pytest.raises(TooFewPages) as info:  # 4 canaries: every page is tried
+        embed(pages, canaries(tmp_path, k=4), tmp_path / "out", page_timeout=0.5)
+    errors = dict(info.value.refused)
+    assert sorted(errors) == ["crash.html", "slow.html"]  # the three others each took a canary
+    assert "took over 0.5 s" in errors["slow.html"]
+    assert "worker process died (signal 11)" in errors["crash.html"]
