@@ -208,3 +208,24 @@ def test_survival_result_is_not_overwritten_unless_forced(crawl: Path, tmp_path:
     assert r.exit_code == 0, r.output
     assert (out / "survival.json").exists() and not (out / "mine.txt").exists()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".tdp")] == []
+
+
+def test_trafilatura_sandbox_timeouts_are_listed_by_page(crawl: Path, monkeypatch) -> None:
+    pytest.importorskip("datatrove")
+    from datatrove.pipeline.extractors import Trafilatura
+
+    from harness.survival import measure
+
+    real = Trafilatura.extract
+
+    def slow_on_p3(self, text: str) -> str:  # runs in datatrove's forked sandbox
+        if "Guide 3" in text:
+            time.sleep(30)
+        return real(self, text)
+
+    monkeypatch.setattr(Trafilatura, "extract", slow_on_p3)
+    got = measure(crawl, ["trafilatura-fineweb"], with_filters=False, timeout=1)
+    assert [(s.page, s.stage, s.limit_s) for s in got.stopped] == [("p3.html", "extracted", 1)]
+    for o in got.outcomes:
+        assert o.doc_kept[0] == (o.page != "p3.html")
+        assert o.timed_out == ("extracted" if o.page == "p3.html" else "")
