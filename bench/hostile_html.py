@@ -455,10 +455,73 @@ def _unlimited_filter_seconds(pages: Path) -> float:
     return round(float(r.stdout.strip() or "nan"), 1)
 
 
+# E. landing: main's lxml-only check against lexbor ---------------------------------------
+
+
+def part_e(work: Path, rev: str, n: int) -> dict | None:
+    """Placements the lxml-only check of `rev` accepted on generated pages, and how many of
+    them lexbor does not put in any text container; the same for this code."""
+    import importlib.util
+    import random
+
+    from canaries.html import CARRIERS as NEW
+    from canaries.html import HtmlEmbedError, embed_in_page
+    from canaries.landing import PARSERS
+
+    src = subprocess.run(["git", "-C", str(ROOT), "show", f"{rev}:canaries/html.py"],
+                         capture_output=True, text=True)  # fmt: skip
+    if src.returncode != 0:
+        return None
+    (work / "old_html.py").write_text(src.stdout)
+    spec = importlib.util.spec_from_file_location("old_html", work / "old_html.py")
+    old = importlib.util.module_from_spec(spec)
+    sys.modules["old_html"] = old
+    spec.loader.exec_module(old)
+    containers = {"p", "div", "li", "td", "th", "section", "article", "main", "blockquote", "dd"}
+    containers |= {"figcaption"}
+    rng, canary = random.Random(5), "alpha bravo charlie"
+    counts = collections.Counter()
+    kinds = [k for k in PAGE_KINDS if k != "lt-tag-run"]  # quadratic in html.parser: no limit here
+    for i in range(n):
+        data = PAGE_KINDS[kinds[i % len(kinds)]](rng, False)
+        for name in ("font-size-0", "paragraph", "comment"):
+            for label, mod, errors in (
+                ("main", old, old.HtmlEmbedError),
+                ("here", None, HtmlEmbedError),
+            ):
+                try:
+                    if mod is None:
+                        new, _ = embed_in_page(data, canary, NEW[name], bytes([i % 256]) * 16)
+                    else:
+                        new, _ = mod.embed_in_page(
+                            data, canary, mod.CARRIERS[name], bytes([i % 256]) * 16
+                        )
+                except errors:
+                    continue
+                counts[f"{label}_accepted"] += 1
+                holders = PARSERS["lexbor"](new.decode(), NEW[name], canary)
+                if not any(set(h.ancestors) & containers for h in holders):
+                    counts[f"{label}_outside"] += 1
+    return {"rev": rev, "pages": n, **counts}
+
+
+def _render_e(e: dict) -> list[str]:
+    return [
+        "## E. Landing checked by an HTML5 parser",
+        "",
+        f"{e['pages']} generated pages (no large ones), carriers font-size-0, paragraph and "
+        f"comment: main ({e['rev']}, lxml-only check) accepted {e.get('main_accepted', 0)} "
+        f"placements, of which lexbor (resiliparse's parser) puts {e.get('main_outside', 0)} in no "
+        f"text container at all; this code accepted {e.get('here_accepted', 0)}, of which "
+        f"{e.get('here_outside', 0)}.",
+        "",
+    ]
+
+
 # report -----------------------------------------------------------------------------------------
 
 
-def render(a: dict | None, bs: list[dict], c: dict | None, d: dict) -> str:
+def render(a: dict | None, bs: list[dict], c: dict | None, d: dict, e: dict | None = None) -> str:
     lines = ["# Hostile HTML: embed and survival under hostile input and kills", ""]
     lines += ["Made by `python bench/hostile_html.py` (see its docstring for the method).", ""]
     if a:
@@ -469,6 +532,8 @@ def render(a: dict | None, bs: list[dict], c: dict | None, d: dict) -> str:
         lines += _render_c(c)
     if d:
         lines += _render_d(d)
+    if e:
+        lines += _render_e(e)
     return "\n".join(lines)
 
 
@@ -598,6 +663,7 @@ def main() -> None:
     ap.add_argument("--page-timeout", type=float, default=10.0)
     ap.add_argument("--out", type=Path)
     ap.add_argument("--skip", default="", help="parts to skip, e.g. 'bd'")
+    ap.add_argument("--compare-with", default="f217cc4", help="git revision of main for part E")
     opts = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="tdp-hostile-") as tmp:
         work = Path(tmp)
@@ -612,8 +678,9 @@ def main() -> None:
         ]
         c = part_c(work / "c") if "c" not in opts.skip else None
         d = part_d(work / "d", c["manifest"] if c else None) if "d" not in opts.skip else {}
-        parts.update(a=a, b=bs, c=c, d=d)
-        text = render(a, bs, c, d)
+        e = part_e(work, opts.compare_with, opts.pages) if "e" not in opts.skip else None
+        parts.update(a=a, b=bs, c=c, d=d, e=e)
+        text = render(a, bs, c, d, e)
     print(text)
     if opts.out:
         opts.out.mkdir(parents=True, exist_ok=True)
