@@ -2,23 +2,37 @@
 
 Each canary goes into `repeat` different pages (one canary per page), pages chosen in a seeded
 shuffled order among the pages that can carry one; carriers are assigned round-robin over the
-canaries. A page that cannot carry a canary gets a per-page error and the batch goes on. The
-output folder is built in a temporary sibling folder and renamed into place at the end, and
-the manifest is written last, atomically: an interrupted run leaves nothing half-written.
+canaries. A page that cannot carry a canary (unreadable, a link, a fifo, not UTF-8, no usable
+text container, refused by a parser, over its time limit, crashing a parser) gets a per-page
+error and the batch goes on. Pages are read without leaving the pages folder
+(canaries.pagetree) and embedded in a child process with a time limit per page
+(canaries.sandbox). The output and the manifest appear together or not at all: the rule is in
+canaries.commit. The manifest holds the canaries' text, so it is written with mode 0600;
+pages keep the permission bits of the pages they copy.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import secrets
-import shutil
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from canaries.canary_set import CanarySet
+from canaries.commit import (
+    OutputLock,
+    check_writable,
+    clean_beside,
+    new_tmp_output,
+    publish,
+    recover,
+)
 from canaries.drbg import HashDRBG
+from canaries.files import OutputError, refuse_link, remove_path
+from canaries.generators import Canary
 from canaries.html import (
     MAX_PAGE_BYTES,
     MIN_PARAGRAPH_CHARS,
@@ -29,16 +43,20 @@ from canaries.html import (
     get_carrier,
     page_seed,
 )
+from canaries.landing import require_parsers
+from canaries.pagetree import PageEntry, PageTree, name_parts, read_page, scan_tree
+from canaries.sandbox import Failed, Sandbox
 
+log = logging.getLogger(__name__)
 MANIFEST_FORMAT = "tdp-embed-manifest"
-HTML_SUFFIXES = (".html", ".htm", ".xhtml")
+PAGE_TIMEOUT = 30.0  # seconds to embed one page (a normal page takes milliseconds)
 
 
 @dataclass(frozen=True)
 class PagePlacement:
     """One canary copy in one page."""
 
-    page: str  # path relative to the pages root (or the file name)
+    page: str  # path relative to the pages root (or the file name), see pagetree.record_name
     canary_id: str
     carrier: str
     byte_offset: int
@@ -62,7 +80,7 @@ class EmbedManifest:
     errors: tuple[tuple[str, str], ...]  # (page, why)
     untouched: tuple[str, ...] = ()  # good pages copied unchanged (more pages than copies)
     format: str = MANIFEST_FORMAT
-    format_version: int = 1
+    format_version: int = 2  # 2: page names escaped (pagetree.record_name), mode 0600
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -102,31 +120,71 @@ def load_manifest(path: str | Path) -> EmbedManifest:
         raise HtmlEmbedError(f"{path}: malformed embed manifest ({e})") from None
 
 
-def list_pages(root: Path) -> list[str]:
-    """HTML pages under `root` (sorted relative paths), or the single file's name."""
-    if root.is_file():
-        return [root.name]
-    if not root.is_dir():
-        raise HtmlEmbedError(f"pages not found: {root}")
-    pages = sorted(
-        str(p.relative_to(root))
-        for p in root.rglob("*")
-        if p.is_file() and p.suffix.lower() in HTML_SUFFIXES
-    )
-    if not pages:
-        raise HtmlEmbedError(f"{root}: no .html/.htm pages")
-    return pages
+class TooFewPages(HtmlEmbedError):
+    """Not enough pages could carry a canary; `refused` names every page that could not."""
+
+    def __init__(self, message: str, refused: list[tuple[str, str]]) -> None:
+        super().__init__(message)
+        self.refused = refused
 
 
-@dataclass
-class _Batch:
-    good: list[str] = field(default_factory=list)
-    errors: list[tuple[str, str]] = field(default_factory=list)
-    outputs: dict[str, bytes] = field(default_factory=dict)
+def _embed_job(job: tuple) -> tuple:
+    """Runs in the sandbox: ("ok", bytes, Embedding) or ("refused", why)."""
+    try:
+        return ("ok", *embed_in_page(*job))
+    except HtmlEmbedError as e:
+        return ("refused", str(e))
 
 
-def _read(root: Path, page: str) -> bytes:
-    return root.read_bytes() if root.is_file() else (root / page).read_bytes()
+def _check_paths(root: Path, out: Path, mpath: Path) -> None:
+    """Outputs never overlap the input: a rerun with --force would read or delete pages."""
+    r, o, m = root.resolve(), out.resolve(), mpath.resolve()
+    if root.is_dir() and (o == r or o.is_relative_to(r) or r.is_relative_to(o)):
+        raise OutputError(f"output {out} overlaps the pages folder {root}; choose another path")
+    if o == r:
+        raise OutputError(f"output {out} is the input page itself; choose another path")
+    for inside, what in ((o, "output"), (r, "pages folder")):
+        if m == inside or m.is_relative_to(inside):
+            raise OutputError(
+                f"manifest {mpath} would sit inside the {what}; it holds the canaries: "
+                "keep it apart"
+            )
+
+
+def _refuse_existing(out: Path, mpath: Path, force: bool) -> None:
+    refuse_link(out, "output")
+    refuse_link(mpath, "manifest")
+    if force:
+        return
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise OutputError(f"output {out} exists; choose a new path or pass --force")
+    if mpath.exists():
+        raise OutputError(
+            f"manifest {mpath} exists: it records an earlier embedding of these canaries; "
+            "pass a new manifest path (--manifest), or --force to replace both"
+        )
+
+
+def _write_page(tmp: Path, parts: tuple[str, ...], data: bytes, mode: int) -> None:
+    """A page in the folder being built (ours, mode 0700), created exclusively, never via a link."""
+    target = tmp.joinpath(*parts) if parts else tmp
+    if parts:
+        target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    fd = os.open(target, flags, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+        os.fchmod(f.fileno(), mode)
+
+
+def _set_dir_modes(tmp: Path, tree: PageTree) -> None:
+    """Folders of the copy get the permission bits of the folders they copy (deepest first)."""
+    for parts, mode in sorted(tree.dir_modes, key=lambda d: -len(d[0])):
+        folder = tmp.joinpath(*parts)
+        if folder.is_dir() and not folder.is_symlink():
+            os.chmod(folder, mode)
 
 
 def embed_pages(
@@ -140,117 +198,145 @@ def embed_pages(
     max_bytes: int = MAX_PAGE_BYTES,
     min_chars: int = MIN_PARAGRAPH_CHARS,
     manifest: str | Path | None = None,
+    *,
+    force: bool = False,
+    follow_links_inside: bool = False,
+    page_timeout: float | None = PAGE_TIMEOUT,
 ) -> EmbedManifest:
-    """Embed every canary of `cs` into `repeat` pages; write the pages to `out` and the manifest."""
+    """Embed every canary of `cs` into `repeat` pages; put the pages at `out` and the manifest
+    beside the canary file, both or neither (canaries.commit); `page_timeout` seconds per page."""
     if repeat < 1:
         raise HtmlEmbedError(f"repeat must be >= 1, got {repeat}")
     if not carriers:
         raise HtmlEmbedError("name at least one carrier")
     chosen: list[Carrier] = [get_carrier(c) for c in carriers]
+    require_parsers()
     root, out = Path(pages), Path(out)
-    if out.exists() and (out.is_file() or any(out.iterdir())):
-        raise HtmlEmbedError(f"output {out} exists and is not empty; choose a new path")
     mpath = Path(manifest) if manifest else manifest_path_for(canary_file)
-    if mpath.exists():
-        raise HtmlEmbedError(
-            f"manifest {mpath} exists: it records an earlier embedding of these canaries; "
-            "pass a new manifest path (--manifest) instead of overwriting it"
-        )
+    if not root.exists():
+        raise HtmlEmbedError(f"pages not found: {root}")
+    _check_paths(root, out, mpath)
     seed = secrets.token_bytes(16) if seed is None else seed
-    names = list_pages(root)
-    batch = _Batch()
-    for page in names:  # first pass: which pages can be read at all
+    with OutputLock(out):
+        for line in recover(out):
+            log.warning("%s", line)
+        clean_beside(out, mpath)
+        _refuse_existing(out, mpath, force)
+        check_writable(out, "output folder")
+        check_writable(mpath, "manifest folder")
+        tree = scan_tree(root, follow_links_inside)
+        tmp = new_tmp_output(out)
         try:
-            decode_page(_read(root, page), max_bytes)
-            batch.good.append(page)
-        except (HtmlEmbedError, OSError) as e:
-            batch.errors.append((page, str(e)))
-    HashDRBG(seed, "embed-pages").shuffle(batch.good)
-    copies = [
-        (c, chosen[i % len(chosen)]) for i, c in enumerate(cs.canaries) for _ in range(repeat)
-    ]
-    placements: list[PagePlacement] = []
-    queue = list(batch.good)
-    for canary, carrier in copies:
-        while queue:
-            page = queue.pop(0)
-            data = _read(root, page)
-            try:
-                new, e = embed_in_page(
-                    data,
-                    canary.text,
-                    carrier,
-                    page_seed(seed, page, canary.id, carrier.name),
-                    max_bytes,
-                    min_chars,
-                )
-            except HtmlEmbedError as err:
-                batch.errors.append((page, str(err)))
-                continue
-            batch.outputs[page] = new
-            placements.append(
-                PagePlacement(
-                    page,
-                    canary.id,
-                    carrier.name,
-                    e.byte_offset,
-                    e.inserted,
-                    e.sha256_before,
-                    e.sha256_after,
-                )
-            )
-            break
-        else:
-            placed = len(placements)
-            raise HtmlEmbedError(
-                f"{len(copies)} canary copies ({len(cs.canaries)} canaries x repeat {repeat}) need as many "
-                f"usable pages; only {placed} of {len(names)} pages could carry one "
-                f"({len(batch.errors)} page errors)"
-            )
-    untouched = tuple(sorted(queue))
-    for page in untouched:
-        batch.outputs[page] = _read(root, page)
-    _write_outputs(root, out, batch.outputs)
-    m = EmbedManifest(
-        canary_file=str(canary_file),
-        canary_commitment=cs.commitment,
-        pages_in=str(root),
-        pages_out=str(out),
-        seed=seed.hex(),
-        repeat=repeat,
-        carriers={c.name: c.template for c in chosen},
-        placements=tuple(placements),
-        errors=tuple(sorted(batch.errors)),
-        untouched=untouched,
-    )
-    _write_json(mpath, m.to_dict())
+            if not tree.single:
+                tmp.mkdir(mode=0o700)
+            with Sandbox(_embed_job, page_timeout) as sandbox:
+                batch = _Batch(tree, tmp, seed, max_bytes, min_chars, sandbox)
+                m = _build(batch, cs, chosen, repeat)
+            m = replace(m, canary_file=str(canary_file), pages_out=str(out))
+            _set_dir_modes(tmp, tree)
+            data = json.dumps(m.to_dict(), indent=1, ensure_ascii=False) + "\n"
+            publish(tmp, out, mpath, data.encode("utf-8", "backslashreplace"), force)
+        finally:
+            if os.path.lexists(tmp):
+                remove_path(tmp)
     return m
 
 
-def _write_outputs(root: Path, out: Path, outputs: dict[str, bytes]) -> None:
-    if root.is_file():  # single page in, single page out
-        _write_bytes(out, outputs[root.name])
-        return
-    tmp = out.with_name(f".{out.name}.tmp-{secrets.token_hex(4)}")
-    try:
-        for page, data in outputs.items():
-            target = tmp / page
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(data)
-        if out.exists():
-            out.rmdir()  # empty (checked above)
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
+@dataclass
+class _Batch:
+    """One embed run in progress: where pages are read from and written to, what happened."""
+
+    tree: PageTree
+    tmp: Path
+    seed: bytes
+    max_bytes: int
+    min_chars: int
+    sandbox: Sandbox
+    placements: list[PagePlacement] = field(default_factory=list)
+    errors: list[tuple[str, str]] = field(default_factory=list)
+
+    def out_parts(self, entry: PageEntry) -> tuple[str, ...]:
+        return () if self.tree.single else name_parts(entry.name)
+
+    def readable(self, entry: PageEntry) -> bool:
+        try:
+            decode_page(read_page(self.tree, entry, self.max_bytes), self.max_bytes)
+            return True
+        except HtmlEmbedError as e:
+            self.errors.append((entry.name, str(e)))
+            return False
+
+    def place(self, entry: PageEntry, canary: Canary, carrier: Carrier) -> bool:
+        """Try one page for one canary copy; True when it now carries it (and is written)."""
+        try:
+            data = read_page(self.tree, entry, self.max_bytes)
+        except HtmlEmbedError as e:
+            self.errors.append((entry.name, str(e)))
+            return False
+        pseed = page_seed(self.seed, entry.name, canary.id, carrier.name)
+        result = self.sandbox((data, canary.text, carrier, pseed, self.max_bytes, self.min_chars))
+        if isinstance(result, Failed):
+            self.errors.append((entry.name, f"embedding failed: {result.message}"))
+            return False
+        if result[0] == "refused":
+            self.errors.append((entry.name, result[1]))
+            return False
+        _, new, e = result
+        _write_page(self.tmp, self.out_parts(entry), new, entry.mode)
+        self.placements.append(
+            PagePlacement(
+                entry.name,
+                canary.id,
+                carrier.name,
+                e.byte_offset,
+                e.inserted,
+                e.sha256_before,
+                e.sha256_after,
+            )
+        )
+        return True
+
+    def copy(self, entry: PageEntry) -> None:
+        data = read_page(self.tree, entry, self.max_bytes)
+        _write_page(self.tmp, self.out_parts(entry), data, entry.mode)
 
 
-def _write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{secrets.token_hex(4)}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
-def _write_json(path: Path, obj: Any) -> None:
-    _write_bytes(path, (json.dumps(obj, indent=1, ensure_ascii=False) + "\n").encode("utf-8"))
+def _build(batch: _Batch, cs: CanarySet, chosen: list[Carrier], repeat: int) -> EmbedManifest:
+    """Place every canary copy and write every output page under `batch.tmp`."""
+    tree = batch.tree
+    batch.errors.extend(tree.refused)
+    good = [entry for entry in tree.pages if batch.readable(entry)]
+    HashDRBG(batch.seed, "embed-pages").shuffle(good)
+    copies = [
+        (c, chosen[i % len(chosen)]) for i, c in enumerate(cs.canaries) for _ in range(repeat)
+    ]
+    queue = list(good)
+    for canary, carrier in copies:
+        while queue:
+            if batch.place(queue.pop(0), canary, carrier):
+                break
+        else:
+            refused = sorted(batch.errors)
+            shown = "; ".join(f"{p}: {why}" for p, why in refused[:3])
+            more = f"; and {len(refused) - 3} more" if len(refused) > 3 else ""
+            raise TooFewPages(
+                f"{len(copies)} canary copies ({len(cs.canaries)} canaries x repeat {repeat}) "
+                f"need as many usable pages; only {len(batch.placements)} of "
+                f"{len(tree.pages) + len(tree.refused)} pages could carry one "
+                f"({len(refused)} refused: {shown}{more})",
+                refused,
+            )
+    for entry in queue:
+        batch.copy(entry)
+    return EmbedManifest(
+        canary_file="",
+        canary_commitment=cs.commitment,
+        pages_in=str(tree.root),
+        pages_out="",
+        seed=batch.seed.hex(),
+        repeat=repeat,
+        carriers={c.name: c.template for c in chosen},
+        placements=tuple(batch.placements),
+        errors=tuple(sorted(batch.errors)),
+        untouched=tuple(sorted(e.name for e in queue)),
+    )

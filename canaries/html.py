@@ -4,9 +4,17 @@ A carrier is a fixed snippet of markup with the canary in it (a zero-size span, 
 `<meta>` tag, ...). The page is tokenised with the standard library's HTML tokenizer, which
 reports the source position of every tag and text run; the carrier is spliced into the
 original text at one such position, so every other byte of the page is unchanged (the page is
-never re-serialised). lxml then re-parses the result and confirms the canary landed where the
-carrier says it should (inside the chosen paragraph, or in `<head>`); a page where it did not,
-or that is huge, not UTF-8, or has no usable paragraph, gets a per-page error instead.
+never re-serialised).
+
+Where a carrier goes: a text container (`<p>`, or a `div`/`section`/`article`/`main`/
+`blockquote`/`li`/`dd`/`td`/`th`/`figcaption` whose own running text, inline markup included
+and nested blocks excluded, has at least `min_chars` characters and a sentence end followed by
+more text), just after the first sentence end in its own text. A page that has eligible `<p>`
+elements is marked in one of those, so carriers stay comparable with earlier runs; other pages
+(`<div class="para">` documentation, for one) in one of the other containers. lxml and lexbor
+(resiliparse's HTML5 parser) then both re-parse the result and must find the canary in the
+chosen container (or in `<head>`); a page where either does not, or that is huge, not UTF-8,
+or has no usable container, gets a per-page error instead.
 """
 
 from __future__ import annotations
@@ -14,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import html
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from typing import Literal
 
@@ -121,14 +129,42 @@ CARRIERS: dict[str, Carrier] = {
     )
 }
 
+# Elements whose running text can host a carrier (the text directly in them, inline markup
+# included, nested blocks excluded); `<p>` is preferred when a page has one (see choose_point).
+CONTAINERS = frozenset("p div section article main blockquote li dd td th figcaption".split())
+# Containers before which a block of its own (`own-paragraph`) may go: flow content only.
+FLOW_CONTAINERS = frozenset("p div section article main blockquote".split())
+# Block-level elements: text inside one belongs to it, not to an enclosing container.
+BLOCKS = CONTAINERS | frozenset(
+    "address aside details dialog dl dt fieldset figure footer form h1 h2 h3 h4 h5 h6 header "
+    "hgroup hr menu nav ol ul pre table caption thead tbody tfoot tr summary legend center "
+    "body html head".split()
+)
+# Elements whose content is never rendered running text (or is not HTML): no carrier inside.
+OPAQUE = frozenset(
+    "textarea title select option optgroup template noscript iframe noembed noframes xmp "
+    "plaintext svg math object frameset frame button".split()
+)
+_TRACKED = (BLOCKS | OPAQUE) - {"body", "html", "head"}
 # Start tags that implicitly close an open <p> (WHATWG "close a p element" list, abridged).
 _CLOSES_P = frozenset(
     "address article aside blockquote details dialog div dl fieldset figcaption figure footer form "
     "h1 h2 h3 h4 h5 h6 header hgroup hr main menu nav ol p pre section table ul li dd dt "
     "textarea select".split()
 )
+# Start tags that close an open element of the same family (no list or table between).
+_CLOSES_SIBLING = {
+    "li": ("li",),
+    "dd": ("dd", "dt"),
+    "dt": ("dd", "dt"),
+    "td": ("td", "th"),
+    "th": ("td", "th"),
+    "tr": ("td", "th", "tr"),
+}
+_SCOPE = frozenset("ul ol dl table".split())
 _VOID = frozenset("area base br col embed hr img input link meta param source track wbr".split())
 _SENTENCE_END = re.compile(r"[.!?] +(?=\S)")
+ANCHOR_CHARS = 32  # text before the insertion point that must stay beside the canary
 
 
 def get_carrier(name: str) -> Carrier:
@@ -149,11 +185,13 @@ def render_carrier(carrier: Carrier, text: str) -> str:
 
 @dataclass(frozen=True)
 class Paragraph:
-    """A `<p>` of the page: where its start tag ends, where a carrier may go, its text size."""
+    """A text container of the page (`<p>`, `<div>`, `<li>`, ...) that can host a carrier."""
 
-    start: int  # char offset of '<p'
-    insert_at: int  # char offset just after a sentence end inside it (or after the start tag)
-    text_chars: int
+    start: int  # char offset of its start tag
+    insert_at: int  # char offset just after a sentence end in its own text (or after the tag)
+    text_chars: int  # characters of running text directly in it (nested blocks excluded)
+    tag: str = "p"
+    anchor: str = ""  # the text just before insert_at, which must share the canary's container
 
 
 @dataclass(frozen=True)
@@ -164,65 +202,116 @@ class PageLayout:
     head_insert: int | None  # char offset just after the <head> start tag
 
 
+@dataclass
+class _Open:
+    """An open block or opaque element while scanning."""
+
+    tag: str
+    start: int
+    after_tag: int
+    chars: int = 0
+    insert: int | None = None
+    anchor: str = ""
+    inline: list[str] = field(default_factory=list)  # inline elements open directly inside
+
+
 class _Scanner(HTMLParser):
-    """Collect <p> paragraphs (with a sentence boundary in their own text) and the <head> tag."""
+    """Collect text containers (with a sentence boundary in their own text) and the <head> tag.
+
+    A tokenizer, not a tree builder: it models only the implied end tags that matter here, and
+    every placement it proposes is checked afterwards by two real parsers (canaries.landing).
+    """
 
     def __init__(self, text: str) -> None:
         super().__init__(convert_charrefs=False)
         self._line_starts = [0] + [m.end() for m in re.finditer("\n", text)]
         self.paragraphs: list[Paragraph] = []
         self.head_insert: int | None = None
-        self._p: dict | None = None  # the open paragraph
-        self._inner: list[str] = []  # elements opened inside it
+        self._stack: list[_Open] = []
+        self._opaque = 0  # opaque elements open
 
     def _offset(self) -> int:
         line, col = self.getpos()
         return self._line_starts[line - 1] + col
 
-    def _close_p(self) -> None:
-        p = self._p
-        if p is not None and p["chars"] >= 1:
-            self.paragraphs.append(Paragraph(p["start"], p["insert"] or p["after_tag"], p["chars"]))
-        self._p, self._inner = None, []
+    def _pop(self) -> None:
+        el = self._stack.pop()
+        if el.tag in OPAQUE:
+            self._opaque -= 1
+        elif el.tag in CONTAINERS and el.chars >= 1 and not self._opaque:
+            if el.tag == "p" or el.insert is not None:  # other containers need a sentence end
+                at = el.insert if el.insert is not None else el.after_tag
+                self.paragraphs.append(Paragraph(el.start, at, el.chars, el.tag, el.anchor))
+
+    def _close_to(self, tag: str) -> None:
+        while self._stack and self._stack[-1].tag != tag:
+            self._pop()
+        if self._stack:
+            self._pop()
+
+    def close_all(self) -> None:
+        while self._stack:
+            self._pop()
+
+    def _implied_ends(self, tag: str) -> None:
+        if tag in _CLOSES_P and self._stack and self._stack[-1].tag == "p":
+            self._pop()
+        family = _CLOSES_SIBLING.get(tag)
+        if family:
+            for el in reversed(self._stack):
+                if el.tag in _SCOPE:
+                    break
+                if el.tag in family:
+                    self._close_to(el.tag)
+                    break
 
     def handle_starttag(self, tag: str, attrs: list) -> None:
         start = self._offset()
         end = start + len(self.get_starttag_text() or "")
         if tag == "head" and self.head_insert is None:
             self.head_insert = end
-        if tag in _CLOSES_P:
-            self._close_p()
-        if tag == "p":
-            self._p = {"start": start, "after_tag": end, "insert": None, "chars": 0}
-        elif self._p is not None and tag not in _VOID:
-            self._inner.append(tag)
+        self._implied_ends(tag)
+        if tag in _TRACKED:
+            self._stack.append(_Open(tag, start, end))
+            self._opaque += tag in OPAQUE
+        elif self._stack and tag not in _VOID:
+            self._stack[-1].inline.append(tag)
 
     def handle_startendtag(self, tag: str, attrs: list) -> None:
-        if tag in _CLOSES_P:
-            self._close_p()
+        if tag in ("svg", "math") or self._opaque:
+            return  # self-closing is honoured in foreign content only
+        self.handle_starttag(tag, attrs)
 
     def handle_endtag(self, tag: str) -> None:
-        if self._p is None:
-            return
-        if tag == "p" or tag in _CLOSES_P or tag in ("body", "html"):
-            self._close_p()
-        elif tag in self._inner:
-            while self._inner and self._inner.pop() != tag:
+        if tag in ("body", "html"):
+            self.close_all()
+        elif tag in _TRACKED:
+            if any(el.tag == tag for el in self._stack):
+                self._close_to(tag)
+        elif self._stack and tag in self._stack[-1].inline:
+            inline = self._stack[-1].inline
+            while inline and inline.pop() != tag:
                 pass
 
+    def _container(self) -> _Open | None:
+        el = self._stack[-1] if self._stack else None
+        return el if el is not None and el.tag in CONTAINERS and not self._opaque else None
+
     def handle_data(self, data: str) -> None:
-        p = self._p
-        if p is None or self.cdata_elem is not None:
+        el = self._container()
+        if el is None or self.cdata_elem is not None:
             return
-        p["chars"] += len(data.strip())
-        if p["insert"] is None and not self._inner:
+        el.chars += len(data.strip())
+        if el.insert is None and not el.inline:
             m = _SENTENCE_END.search(data)
             if m:
-                p["insert"] = self._offset() + m.end()
+                el.insert = self._offset() + m.end()
+                el.anchor = data[max(0, m.end() - ANCHOR_CHARS) : m.end()]
 
     def handle_entityref(self, name: str) -> None:
-        if self._p is not None:
-            self._p["chars"] += 1
+        el = self._container()
+        if el is not None:
+            el.chars += 1
 
     handle_charref = handle_entityref
 
@@ -249,61 +338,40 @@ def scan_page(text: str) -> PageLayout:
         scanner.close()
     except (AssertionError, ValueError, RecursionError) as e:  # html.parser's own failures
         raise HtmlEmbedError(f"page could not be tokenised: {e}") from None
-    scanner._close_p()
+    scanner.close_all()
     return PageLayout(tuple(scanner.paragraphs), scanner.head_insert)
+
+
+@dataclass(frozen=True)
+class Point:
+    """Where a carrier goes, and what must hold it once the page is parsed again."""
+
+    at: int  # char offset
+    tag: str  # "head", or the tag of the container that must hold the canary
+    anchor: str = ""  # text just before `at` that must share the canary's container
 
 
 def choose_point(
     layout: PageLayout, carrier: Carrier, rng: HashDRBG, min_chars: int = MIN_PARAGRAPH_CHARS
-) -> int:
-    """Char offset for the carrier: a random paragraph of at least `min_chars`, or after <head>."""
+) -> Point:
+    """A random text container with at least `min_chars` of running text (a `<p>` when the
+    page has one, so pages with paragraphs are marked as they always were), or after <head>."""
     if carrier.placement == "head":
         if layout.head_insert is None:
             raise HtmlEmbedError("page has no <head> start tag to hold a head carrier")
-        return layout.head_insert
-    eligible = [p for p in layout.paragraphs if p.text_chars >= min_chars]
+        return Point(layout.head_insert, "head")
+    tags = FLOW_CONTAINERS if carrier.placement == "before-paragraph" else CONTAINERS
+    eligible = [p for p in layout.paragraphs if p.text_chars >= min_chars and p.tag in tags]
+    eligible = [p for p in eligible if p.tag == "p"] or eligible
     if not eligible:
         raise HtmlEmbedError(
-            f"page has no <p> paragraph with at least {min_chars} characters of text"
+            f"page has no <p> paragraph (nor {'/'.join(sorted(tags - {'p'}))} with a sentence "
+            f"end in its own text) with at least {min_chars} characters of running text"
         )
     chosen = eligible[rng.randbelow(len(eligible))]
-    return chosen.start if carrier.placement == "before-paragraph" else chosen.insert_at
-
-
-def verify_landing(new_text: str, carrier: Carrier, canary: str) -> None:
-    """Re-parse with lxml and check the canary sits where the carrier puts it."""
-    import lxml.html
-    from lxml import etree
-
-    try:
-        root = lxml.html.document_fromstring(
-            new_text.encode("utf-8"), parser=lxml.html.HTMLParser(encoding="utf-8")
-        )
-    except (etree.ParserError, ValueError) as e:
-        raise HtmlEmbedError(f"lxml could not parse the page after embedding: {e}") from None
-    needle = canary.strip()
-    if carrier.raw:
-        nodes = [c for c in root.iter(etree.Comment) if needle in (c.text or "")]
-    elif carrier.attribute:
-        attr = "content" if carrier.placement == "head" else "data-ref"
-        nodes = [e for e in root.iter() if isinstance(e.tag, str) and e.get(attr) == canary]
-    else:
-        nodes = [
-            e
-            for e in root.iter()
-            if isinstance(e.tag, str) and needle in ((e.text or "") + " " + (e.tail or ""))
-        ]
-    ancestor = "head" if carrier.placement == "head" else "p"
-    for node in nodes:
-        holder = node
-        while holder is not None and holder.tag != ancestor:
-            holder = holder.getparent()
-        if holder is not None:
-            return
-    raise HtmlEmbedError(
-        f"after embedding, lxml does not find the {carrier.name} carrier inside <{ancestor}> "
-        "(the page's markup is unusual there); page skipped"
-    )
+    if carrier.placement == "before-paragraph":
+        return Point(chosen.start, "p")
+    return Point(chosen.insert_at, chosen.tag, chosen.anchor)
 
 
 @dataclass(frozen=True)
@@ -317,6 +385,13 @@ class Embedding:
     sha256_after: str
 
 
+def check_landing(new_text: str, carrier: Carrier, canary: str, point: Point) -> None:
+    """Both parsers must put the canary where the carrier says (see canaries.landing)."""
+    from canaries.landing import check_landing as check
+
+    check(new_text, carrier, canary, point)
+
+
 def embed_in_page(
     data: bytes,
     canary: str,
@@ -328,9 +403,10 @@ def embed_in_page(
     """Pure core: the page's bytes with the carrier spliced in, and where it went."""
     text = decode_page(data, max_bytes)
     markup = render_carrier(carrier, canary)
-    at = choose_point(scan_page(text), carrier, HashDRBG(seed, "embed-point"), min_chars)
+    point = choose_point(scan_page(text), carrier, HashDRBG(seed, "embed-point"), min_chars)
+    at = point.at
     new_text = text[:at] + markup + text[at:]
-    verify_landing(new_text, carrier, canary)
+    check_landing(new_text, carrier, canary, point)
     out = new_text.encode("utf-8")
     return out, Embedding(
         char_offset=at,

@@ -1,4 +1,4 @@
-"""Which hidden-HTML carriers survive the text extractors and filters that build pretraining corpora.
+"""Which hidden-HTML carriers survive the extractors and filters that build pretraining corpora.
 
 Pages embedded by `tdp canaries embed` go through real extractors with the settings real corpora
 used (FineWeb: datatrove's Trafilatura step with favour_precision=True; DCLM: resiliparse
@@ -6,21 +6,32 @@ used (FineWeb: datatrove's Trafilatura step with favour_precision=True; DCLM: re
 order and FineWeb's MinHash deduplication. A canary copy survives a stage when its text occurs
 verbatim in the page's document after that stage. Each manifest is one crawl: its pages are
 extracted in one batch (in sorted order), so extractor-side deduplication sees them together.
+
+Every per-page extractor and every filter runs on one document at a time in a child process
+with a hard time limit per document (canaries.sandbox): datatrove's Gopher filters are
+super-linear on long runs of `<` or `&` and must not stall a run. A document over the limit is
+stopped, counted as dropped from that stage on, and listed in the report; trafilatura runs in
+datatrove's own sandbox with its own per-page limit (`timeout`), whose timeouts are listed too.
 """
 
 from __future__ import annotations
 
 import logging
 import tempfile
-from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from canaries.canary_set import load_canary_set
 from canaries.embed import EmbedManifest, load_manifest
+from canaries.html import HtmlEmbedError
+from canaries.pagetree import PageEntry, PageTree, name_parts, read_page
+from canaries.sandbox import Failed, Sandbox
 
 log = logging.getLogger(__name__)
+DOC_TIMEOUT = 30.0  # seconds per document per stage; normal documents take milliseconds
+MAX_PAGE_BYTES = 50_000_000
 
 STAGES = (
     "extracted",
@@ -61,39 +72,68 @@ def quiet_datatrove() -> None:
     logging.getLogger("trafilatura").setLevel(logging.CRITICAL)  # its warm-up call parses ""
 
 
-def _trafilatura_fineweb(pages: list[tuple[str, str]], timeout: float) -> dict[str, str]:
-    """datatrove's Trafilatura step exactly as examples/fineweb.py runs it (one sandbox per crawl)."""
+@dataclass(frozen=True)
+class Extracted:
+    """Text per page after extraction, and the pages stopped by a time limit (page -> limit)."""
+
+    texts: dict[str, str]
+    stopped: dict[str, float]
+
+
+def _trafilatura_fineweb(
+    pages: list[tuple[str, str]], timeout: float, doc_timeout: float | None
+) -> Extracted:
+    """datatrove's Trafilatura step exactly as examples/fineweb.py runs it (one sandbox per crawl);
+    its own sandbox enforces `timeout` per page, and its stats say which page timed out."""
     _require("datatrove")
     from datatrove.data import Document
     from datatrove.pipeline.extractors import Trafilatura
 
     step = Trafilatura(favour_precision=True, timeout=timeout)
-    docs = [Document(text=html, id=pid) for pid, html in pages]
-    return {d.id: d.text for d in step.run(iter(docs))}
+    stopped: dict[str, float] = {}
 
-
-def _per_page(fn: Callable[[str], str]) -> Callable[[list[tuple[str, str]], float], dict[str, str]]:
-    def run(pages: list[tuple[str, str]], timeout: float) -> dict[str, str]:
-        out = {}
+    def feed() -> Iterator[Any]:
         for pid, html in pages:
-            try:
-                out[pid] = fn(html) or ""
-            except (
-                Exception
-            ) as e:  # an extractor crash on one page drops that page, as in a pipeline
-                log.warning("extractor failed on %s: %s", pid, e)
-        return out
+            before = step.stats["timeout"].total
+            yield Document(text=html, id=pid)  # resumes once the step has finished this page
+            if step.stats["timeout"].total > before:
+                stopped[pid] = timeout
+
+    texts = {d.id: d.text for d in step.run(feed())}
+    return Extracted(texts, stopped)
+
+
+def _per_page(fn: Callable[[str], str]) -> Callable[..., Extracted]:
+    def run(pages: list[tuple[str, str]], timeout: float, doc_timeout: float | None) -> Extracted:
+        texts, stopped = {}, {}
+        with Sandbox(fn, doc_timeout) as sandbox:
+            for pid, html in pages:
+                try:
+                    result = sandbox(html)
+                except Exception as e:  # in-process run (no time limit): same as a failure
+                    result = Failed("error", f"{type(e).__name__}: {e}", 0.0)
+                if isinstance(result, Failed):
+                    if result.kind == "timeout":
+                        stopped[pid] = float(doc_timeout or 0)
+                    # an extractor failing on one page drops that page, as in a pipeline
+                    log.warning("extractor failed on %s: %s", pid, result.message)
+                else:
+                    texts[pid] = result or ""
+        return Extracted(texts, stopped)
 
     return run
 
 
-def _resiliparse(main_content: bool) -> Callable[[str], str]:
-    def fn(html: str) -> str:
-        from resiliparse.extract.html2text import extract_plain_text
+def _resiliparse_main(html: str) -> str:
+    from resiliparse.extract.html2text import extract_plain_text
 
-        return extract_plain_text(html, main_content=main_content)
+    return extract_plain_text(html, main_content=True)
 
-    return fn
+
+def _resiliparse_all(html: str) -> str:
+    from resiliparse.extract.html2text import extract_plain_text
+
+    return extract_plain_text(html, main_content=False)
 
 
 def _justext(html: str) -> str:
@@ -120,7 +160,11 @@ class Extractor:
     name: str
     module: str
     settings: str
-    run: Callable[[list[tuple[str, str]], float], dict[str, str]]
+    extract: Callable[[list[tuple[str, str]], float, float | None], Extracted]
+
+    def run(self, pages: list[tuple[str, str]], timeout: float) -> dict[str, str]:
+        """Text per page, in this process (trusted pages: no per-page time limit)."""
+        return self.extract(pages, timeout, None).texts
 
 
 EXTRACTORS: dict[str, Extractor] = {
@@ -137,13 +181,13 @@ EXTRACTORS: dict[str, Extractor] = {
             "resiliparse-main",
             "resiliparse",
             "extract_plain_text(html, main_content=True) (DCLM)",
-            _per_page(_resiliparse(True)),
+            _per_page(_resiliparse_main),
         ),
         Extractor(
             "resiliparse-all",
             "resiliparse",
             "extract_plain_text(html, main_content=False)",
-            _per_page(_resiliparse(False)),
+            _per_page(_resiliparse_all),
         ),
         Extractor(
             "justext",
@@ -167,8 +211,14 @@ EXTRACTORS: dict[str, Extractor] = {
 }
 
 
+_FILTERS: list[tuple[str, Any]] = []
+
+
 def _filter_steps() -> list[tuple[str, Any]]:
-    """datatrove's filters with the arguments examples/fineweb.py gives them, in that order."""
+    """datatrove's filters with the arguments examples/fineweb.py gives them, in that order
+    (built once per process; a forked worker inherits them ready)."""
+    if _FILTERS:
+        return _FILTERS
     _require("datatrove")
     from datatrove.pipeline.filters import (
         C4QualityFilter,
@@ -177,16 +227,28 @@ def _filter_steps() -> list[tuple[str, Any]]:
         GopherRepetitionFilter,
     )
 
-    return [
-        ("gopher-repetition", GopherRepetitionFilter()),
-        ("gopher-quality", GopherQualityFilter()),
-        ("c4", C4QualityFilter(filter_no_terminal_punct=False)),
-        ("fineweb-quality", FineWebQualityFilter()),
-    ]
+    _FILTERS.extend(
+        [
+            ("gopher-repetition", GopherRepetitionFilter()),
+            ("gopher-quality", GopherQualityFilter()),
+            ("c4", C4QualityFilter(filter_no_terminal_punct=False)),
+            ("fineweb-quality", FineWebQualityFilter()),
+        ]
+    )
+    return _FILTERS
+
+
+def _filter_job(job: tuple[int, str, str]) -> str | None:
+    """Runs in the sandbox: one filter on one document; its text if kept (C4 may edit it)."""
+    from datatrove.data import Document
+
+    i, pid, text = job
+    kept = list(_filter_steps()[i][1].run(iter([Document(text=text, id=pid)])))
+    return kept[0].text if kept else None
 
 
 def minhash_keep(docs: list[Any]) -> list[Any]:
-    """FineWeb's MinHash deduplication (sha1, 64-bit, 14 buckets x 8 hashes, 5-grams) over `docs`."""
+    """FineWeb's MinHash dedup (sha1, 64-bit, 14 buckets x 8 hashes, 5-grams) over `docs`."""
     from datatrove.pipeline.dedup import (
         MinhashDedupCluster,
         MinhashDedupFilter,
@@ -214,20 +276,43 @@ def minhash_keep(docs: list[Any]) -> list[Any]:
         return list(MinhashDedupFilter(clusters)(docs))
 
 
-def run_stages(extracted: dict[str, str], with_filters: bool) -> dict[str, dict[str, str]]:
-    """Documents (page id -> text) left after each stage, cumulatively."""
+@dataclass(frozen=True)
+class Stages:
+    """Documents (page id -> text) left after each stage, cumulatively, and the pages a stage
+    was stopped on (page -> stage)."""
+
+    docs: dict[str, dict[str, str]]
+    stopped: dict[str, str]
+
+
+def run_stages(
+    extracted: dict[str, str], with_filters: bool, doc_timeout: float | None = DOC_TIMEOUT
+) -> Stages:
+    """Run the filter chain one document at a time, each filter under `doc_timeout` seconds."""
     out = {"extracted": dict(extracted)}
+    stopped: dict[str, str] = {}
     if not with_filters:
-        return out
+        return Stages(out, stopped)
     from datatrove.data import Document
 
-    docs = [Document(text=t, id=pid) for pid, t in sorted(extracted.items()) if t]
-    for name, step in _filter_steps():
-        docs = list(step.run(iter(docs)))
-        out[name] = {d.id: d.text for d in docs}
-    docs = minhash_keep(docs)
-    out["minhash-dedup"] = {d.id: d.text for d in docs}
-    return out
+    steps = _filter_steps()
+    docs = {pid: t for pid, t in sorted(extracted.items()) if t}
+    with Sandbox(_filter_job, doc_timeout) as sandbox:
+        for i, (name, _) in enumerate(steps):
+            kept = {}
+            for pid, text in docs.items():
+                result = sandbox((i, pid, text))
+                if isinstance(result, Failed):
+                    if result.kind == "timeout":
+                        stopped[pid] = name
+                    log.warning("%s stopped on %s: %s", name, pid, result.message)
+                elif result is not None:
+                    kept[pid] = result
+            docs = kept
+            out[name] = dict(docs)
+    final = minhash_keep([Document(text=t, id=pid) for pid, t in docs.items()])
+    out["minhash-dedup"] = {d.id: d.text for d in final}
+    return Stages(out, stopped)
 
 
 @dataclass(frozen=True)
@@ -242,6 +327,26 @@ class CopyOutcome:
     verbatim: tuple[bool, ...]  # per stage in STAGES order (truncated when filters were skipped)
     verbatim_ws: bool  # after extraction, with runs of whitespace collapsed to one space
     doc_kept: tuple[bool, ...]  # the page's document still exists after each stage
+    timed_out: str = ""  # the stage stopped on this page by its time limit, if any
+
+
+@dataclass(frozen=True)
+class Stopped:
+    """A page a stage was stopped on by its time limit."""
+
+    manifest: str
+    page: str
+    extractor: str
+    stage: str
+    limit_s: float
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """Copy outcomes of one or more crawls, and the pages a stage was stopped on."""
+
+    outcomes: list[CopyOutcome]
+    stopped: list[Stopped]
 
 
 def _resolve(path: str, base: Path) -> Path:
@@ -249,33 +354,53 @@ def _resolve(path: str, base: Path) -> Path:
     return p if p.is_absolute() or p.exists() else base / p
 
 
-def measure_manifest(
+def _read_pages(root: Path, names: list[str]) -> list[tuple[str, str]]:
+    """The embedded pages, read without following links and refusing names that climb out."""
+    tree = PageTree(root, root.is_file(), (), (), ())
+    out = []
+    for name in names:
+        try:
+            entry = PageEntry(name, () if tree.single else name_parts(name), 0)
+            out.append((name, read_page(tree, entry, MAX_PAGE_BYTES).decode("utf-8")))
+        except (HtmlEmbedError, UnicodeDecodeError) as e:
+            raise SurvivalError(f"{root}: page {name}: {e}") from None
+    return out
+
+
+def measure(
     manifest_file: str | Path,
     extractors: Iterable[str],
     with_filters: bool = True,
     timeout: float = 30.0,
     filter_extractors: Iterable[str] | None = None,
-) -> list[CopyOutcome]:
-    """Run every page of one embedded crawl through each extractor (and the filters)."""
+    doc_timeout: float | None = DOC_TIMEOUT,
+) -> Measurement:
+    """Run every page of one embedded crawl through each extractor (and the filters); each
+    per-page extractor and each filter gets `doc_timeout` seconds per document (None: no limit)."""
     quiet_datatrove()
     mpath = Path(manifest_file)
     m: EmbedManifest = load_manifest(mpath)
     cs = load_canary_set(_resolve(m.canary_file, mpath.parent))
     texts = {c.id: c.text for c in cs.canaries}
     root = _resolve(m.pages_out, mpath.parent)
-    pages = sorted({p.page for p in m.placements} | set(m.untouched))
-    html = [(p, (root if root.is_file() else root / p).read_text("utf-8")) for p in pages]
+    html = _read_pages(root, sorted({p.page for p in m.placements} | set(m.untouched)))
     filtered = set(filter_extractors) if filter_extractors is not None else None
-    outcomes = []
+    outcomes, stopped = [], []
     for name in extractors:
         ex = EXTRACTORS[name]
         _require(ex.module)
-        stages = run_stages(
-            ex.run(html, timeout), with_filters and (filtered is None or name in filtered)
+        extracted = ex.extract(html, timeout, doc_timeout)
+        run = run_stages(
+            extracted.texts, with_filters and (filtered is None or name in filtered), doc_timeout
         )
+        halted = {p: "extracted" for p in extracted.stopped} | run.stopped
+        stopped += [
+            Stopped(str(mpath), p, name, st, extracted.stopped.get(p, doc_timeout or 0))
+            for p, st in sorted(halted.items())
+        ]
         for p in m.placements:
             t = texts[p.canary_id]
-            docs = [stages[s] for s in STAGES if s in stages]
+            docs = [run.docs[s] for s in STAGES if s in run.docs]
             first = docs[0].get(p.page) or ""
             outcomes.append(
                 CopyOutcome(
@@ -287,45 +412,24 @@ def measure_manifest(
                     verbatim=tuple(t in (d.get(p.page) or "") for d in docs),
                     verbatim_ws=t in " ".join(first.split()),
                     doc_kept=tuple(p.page in d for d in docs),
+                    timed_out=halted.get(p.page, ""),
                 )
             )
-    return outcomes
+    return Measurement(outcomes, stopped)
 
 
-@dataclass(frozen=True)
-class Cell:
-    """Survival of one carrier through one extractor up to one stage."""
-
-    extractor: str
-    carrier: str
-    stage: str
-    copies: int
-    verbatim: int
-    docs_kept: int
-
-    @property
-    def rate(self) -> float:
-        return self.verbatim / self.copies if self.copies else float("nan")
-
-
-def tabulate(outcomes: list[CopyOutcome]) -> list[Cell]:
-    """Aggregate copy outcomes into (extractor, carrier, stage) cells."""
-    cells: dict[tuple[str, str, str], list[int]] = {}
-    for o in outcomes:
-        for i, stage in enumerate(STAGES[: len(o.verbatim)]):
-            c = cells.setdefault((o.extractor, o.carrier, stage), [0, 0, 0])
-            c[0] += 1
-            c[1] += o.verbatim[i]
-            c[2] += o.doc_kept[i]
-        c = cells.setdefault((o.extractor, o.carrier, "extracted-ws"), [0, 0, 0])
-        c[0] += 1
-        c[1] += o.verbatim_ws
-        c[2] += o.doc_kept[0]
-    return [Cell(e, c, s, *v) for (e, c, s), v in cells.items()]
-
-
-def cells_to_dicts(cells: list[Cell]) -> list[dict[str, Any]]:
-    return [{**asdict(c), "rate": c.rate} for c in cells]
+def measure_manifest(
+    manifest_file: str | Path,
+    extractors: Iterable[str],
+    with_filters: bool = True,
+    timeout: float = 30.0,
+    filter_extractors: Iterable[str] | None = None,
+    doc_timeout: float | None = DOC_TIMEOUT,
+) -> list[CopyOutcome]:
+    """The copy outcomes of `measure`."""
+    return measure(
+        manifest_file, extractors, with_filters, timeout, filter_extractors, doc_timeout
+    ).outcomes
 
 
 def package_versions() -> dict[str, str]:
@@ -348,91 +452,3 @@ def package_versions() -> dict[str, str]:
         except PackageNotFoundError:
             out[dist] = "not installed"
     return out
-
-
-def _pct(cell: Cell | None) -> str:
-    if cell is None or not cell.copies:
-        return "–"
-    return f"{100 * cell.rate:.0f}%"
-
-
-def render_markdown(cells: list[Cell], title: str = "Canary survival by carrier") -> str:
-    """Tables: extraction (exact and whitespace-collapsed), end of the filter chain, per-stage detail."""
-    idx = {(c.extractor, c.carrier, c.stage): c for c in cells}
-    extractors = [e for e in EXTRACTORS if any(c.extractor == e for c in cells)]
-    from canaries.html import CARRIERS
-
-    carriers = [c for c in CARRIERS if any(x.carrier == c for x in cells)]
-    lines = [f"# {title}", ""]
-
-    def table(stage: str, heading: str, note: str) -> None:
-        cols = [e for e in extractors if (e, carriers[0], stage) in idx]
-        if not cols:
-            return
-        lines.extend(
-            [
-                f"## {heading}",
-                "",
-                note,
-                "",
-                "| carrier | copies | " + " | ".join(cols) + " |",
-                "|---|---:|" + "---:|" * len(cols),
-            ]
-        )
-        for car in carriers:
-            n = idx.get((cols[0], car, stage))
-            lines.append(
-                f"| {car} | {n.copies if n else 0} | "
-                + " | ".join(_pct(idx.get((e, car, stage))) for e in cols)
-                + " |"
-            )
-        kept = [idx.get((e, carriers[0], stage)) for e in cols]
-        lines.append(
-            "| *(page's document kept)* | | "
-            + " | ".join(f"*{100 * k.docs_kept / k.copies:.0f}%*" if k else "–" for k in kept)
-            + " |"
-        )
-        lines.append("")
-
-    table(
-        "extracted",
-        "After extraction: canary verbatim in the extracted text",
-        "Exact substring of the extracted text.",
-    )
-    table(
-        "extracted-ws",
-        "After extraction, whitespace collapsed",
-        "Substring after collapsing every run of whitespace in the extracted text to one space "
-        "(catches canaries split by line wrapping).",
-    )
-    table(
-        "minhash-dedup",
-        "After the FineWeb filter chain and MinHash dedup",
-        "GopherRepetition -> GopherQuality -> C4 (filter_no_terminal_punct=False) -> FineWebQuality -> "
-        "MinHash (FineWeb's settings). A canary is lost either because its page's document was dropped "
-        "(last row) or because the text around it was removed.",
-    )
-    for e in extractors:
-        stages = [s for s in STAGES if (e, carriers[0], s) in idx]
-        if len(stages) < 2:
-            continue
-        lines.extend(
-            [
-                f"## Stage by stage: {e}",
-                "",
-                "| carrier | " + " | ".join(stages) + " |",
-                "|---|" + "---:|" * len(stages),
-            ]
-        )
-        for car in carriers:
-            lines.append(
-                f"| {car} | " + " | ".join(_pct(idx.get((e, car, s))) for s in stages) + " |"
-            )
-        kept = [idx.get((e, carriers[0], s)) for s in stages]
-        lines.append(
-            "| *(document kept)* | "
-            + " | ".join(f"*{100 * k.docs_kept / k.copies:.0f}%*" if k else "–" for k in kept)
-            + " |"
-        )
-        lines.append("")
-    return "\n".join(lines)

@@ -11,6 +11,7 @@ from click.testing import CliRunner
 
 from canaries.canary_set import Plan, load_canary_set, new_canary_set, save_canary_set
 from canaries.embed import embed_pages, load_manifest, manifest_path_for
+from canaries.files import OutputError
 from canaries.generators import words_spec
 from canaries.html import CARRIERS, HtmlEmbedError, embed_in_page, get_carrier, remove_embedding
 from harness.cli import main
@@ -89,7 +90,9 @@ def test_paragraph_choice_is_seeded() -> None:
     [
         ("Caf\u00e9 <p>".encode("latin-1") + PROSE.encode(), "not UTF-8"),
         (b"   \n ", "empty"),
-        (b"<html><body><div>" + PROSE.encode() + b"</div></body></html>", "no <p> paragraph"),
+        # a <pre> block is not running text; a <div> without a sentence end has no safe point
+        (b"<html><body><pre>" + PROSE.encode() + b"</pre></body></html>", "no <p> paragraph"),
+        (b"<body><div>" + PROSE.replace(".", ",").encode() + b"</div></body>", "no <p> paragraph"),
         # markup inside script, style and comments is not a paragraph
         (
             b"<body><script>var s = '<p>" + PROSE.encode() + b"</p>';</script><style>p{}</style>"
@@ -198,7 +201,7 @@ def test_batch_embeds_skips_bad_pages_and_keeps_the_commitment(
     for p in m.placements:
         assert texts[p.canary_id].encode() in (tmp_path / "out" / p.page).read_bytes()
     assert load_manifest(manifest_path_for(canary_file)) == m
-    with pytest.raises(HtmlEmbedError, match="earlier embedding"):
+    with pytest.raises(OutputError, match="earlier embedding"):
         embed_pages(
             tmp_path / "pages", cs, canary_file, ["paragraph"], tmp_path / "out2", seed=seed(3)
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,8 @@ from canaries.canary_set import Plan, load_canary_set, new_canary_set, save_cana
 from canaries.embed import embed_pages, manifest_path_for
 from canaries.generators import words_spec
 from harness.cli import main
-from harness.survival import STAGES, CopyOutcome, render_markdown, tabulate
+from harness.survival import STAGES, CopyOutcome
+from harness.survival_report import render_markdown, tabulate
 
 pytest.importorskip("bs4")
 pytest.importorskip("resiliparse")
@@ -138,3 +140,92 @@ def test_unknown_extractor_and_missing_manifest_are_clear(tmp_path: Path) -> Non
         ],
     )
     assert r.exit_code == 1 and "embed manifest not found" in r.output
+
+
+def _survival(manifest: Path, out: Path, *extra: str):
+    return CliRunner().invoke(
+        main,
+        [
+            "survival",
+            "--manifest",
+            str(manifest),
+            "--extractor",
+            "resiliparse-all",
+            "-o",
+            str(out),
+            *extra,
+        ],
+    )
+
+
+def test_a_page_that_stalls_a_filter_is_stopped_and_reported(tmp_path: Path) -> None:
+    pytest.importorskip("datatrove")
+    pytest.importorskip("spacy")
+    pages = tmp_path / "pages"
+    pages.mkdir()
+    for i in range(4):
+        (pages / f"p{i}.html").write_bytes(host(i))
+    # a long run of '<' makes datatrove's Gopher repetition filter super-linear (~6 s at 10k)
+    stall = host(9).replace(b"</main>", b"<p>Symbols follow. " + b"&lt;" * 10_000 + b"</p></main>")
+    (pages / "stall.html").write_bytes(stall)
+    cs, seed = new_canary_set(words_spec(8), 5, Plan(counterfactuals=50), seed=b"w" * 32)
+    cfile = save_canary_set(cs, tmp_path / "c.json", seed)
+    embed_pages(
+        pages, load_canary_set(cfile), cfile, ["paragraph"], tmp_path / "out", seed=b"e" * 16
+    )
+    t0 = time.monotonic()
+    r = _survival(manifest_path_for(cfile), tmp_path / "m", "--doc-timeout", "1")
+    assert r.exit_code == 0, r.output
+    assert time.monotonic() - t0 < 30
+    doc = json.loads((tmp_path / "m" / "survival.json").read_text())
+    assert doc["stopped"] == [
+        {
+            "manifest": str(manifest_path_for(cfile)),
+            "page": "stall.html",
+            "extractor": "resiliparse-all",
+            "stage": "gopher-repetition",
+            "limit_s": 1.0,
+        }
+    ]
+    copy = next(c for c in doc["copies"] if c["page"] == "stall.html")
+    assert copy["timed_out"] == "gopher-repetition" and copy["doc_kept"][1:] == [False] * 5
+    others = [c for c in doc["copies"] if c["page"] != "stall.html"]
+    assert len(others) == 4 and all(c["timed_out"] == "" for c in others)
+    assert (
+        "| stall.html | resiliparse-all | gopher-repetition | 1 |"
+        in (tmp_path / "m" / "survival.md").read_text()
+    )
+
+
+def test_survival_result_is_not_overwritten_unless_forced(crawl: Path, tmp_path: Path) -> None:
+    out = tmp_path / "m"
+    assert _survival(crawl, out, "--no-filters").exit_code == 0
+    (out / "mine.txt").write_text("an earlier result of mine")
+    r = _survival(crawl, out, "--no-filters")
+    assert r.exit_code == 1 and "exists" in r.output and "--force" in r.output
+    assert (out / "mine.txt").exists()
+    r = _survival(crawl, out, "--no-filters", "--force")
+    assert r.exit_code == 0, r.output
+    assert (out / "survival.json").exists() and not (out / "mine.txt").exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".tdp")] == []
+
+
+def test_trafilatura_sandbox_timeouts_are_listed_by_page(crawl: Path, monkeypatch) -> None:
+    pytest.importorskip("datatrove")
+    from datatrove.pipeline.extractors import Trafilatura
+
+    from harness.survival import measure
+
+    real = Trafilatura.extract
+
+    def slow_on_p3(self, text: str) -> str:  # runs in datatrove's forked sandbox
+        if "Guide 3" in text:
+            time.sleep(30)
+        return real(self, text)
+
+    monkeypatch.setattr(Trafilatura, "extract", slow_on_p3)
+    got = measure(crawl, ["trafilatura-fineweb"], with_filters=False, timeout=1)
+    assert [(s.page, s.stage, s.limit_s) for s in got.stopped] == [("p3.html", "extracted", 1)]
+    for o in got.outcomes:
+        assert o.doc_kept[0] == (o.page != "p3.html")
+        assert o.timed_out == ("extracted" if o.page == "p3.html" else "")

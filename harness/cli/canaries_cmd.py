@@ -194,18 +194,33 @@ def inject_cmd(
 @click.option("--min-chars", type=int, default=120, show_default=True, help="Smallest paragraph that may host a canary.")
 @click.option("--manifest", type=click.Path(dir_okay=False, path_type=Path),
               help="Manifest path (default: CANARY_FILE.embed.json, next to the canary file).")
+@click.option("--force", is_flag=True,
+              help="Replace an existing output and manifest (the old ones are removed only once "
+                   "the new ones are complete).")
+@click.option("--follow-links-inside", is_flag=True,
+              help="Read pages through symbolic links whose target stays inside the pages folder "
+                   "(other links are never followed).")
+@click.option("--page-timeout", type=click.FloatRange(min=0, min_open=True), default=30.0,
+              show_default=True, help="Seconds to embed one page; a page over it is skipped.")
 @user_errors
-def embed_cmd(canary_file, pages, carriers, repeat, out, seed, max_bytes, min_chars, manifest) -> None:
+def embed_cmd(canary_file, pages, carriers, repeat, out, seed, max_bytes, min_chars, manifest,
+              force, follow_links_inside, page_timeout) -> None:
     """Hide each canary in HTML pages through the named carriers; the rest of each page is unchanged."""
     from canaries.canary_set import load_canary_set
-    from canaries.embed import embed_pages, manifest_path_for
+    from canaries.embed import TooFewPages, embed_pages, manifest_path_for
     from canaries.html import HtmlEmbedError
 
+    seed_bytes = hex_seed(seed)
     try:
         cs = load_canary_set(canary_file)
         cs.require_assigned()
-        m = embed_pages(pages, cs, canary_file, list(carriers), out, repeat,
-                        bytes.fromhex(seed) if seed else None, max_bytes, min_chars, manifest)
+        m = embed_pages(pages, cs, canary_file, list(carriers), out, repeat, seed_bytes, max_bytes,
+                        min_chars, manifest, force=force, follow_links_inside=follow_links_inside,
+                        page_timeout=page_timeout)
+    except TooFewPages as e:
+        for page, why in e.refused:
+            click.echo(f"skipped {page}: {why}", err=True)
+        raise click.ClickException(str(e)) from e
     except HtmlEmbedError as e:
         raise click.ClickException(str(e)) from e
     for page, why in m.errors:
