@@ -499,8 +499,7 @@ def table(outcomes: list[Outcome]) -> str:
     bad = sum(not o.ok for o in outcomes)
     skipped = sum(o.skipped for o in outcomes)
     rows.append(f"\n{len(outcomes)} bad command lines: {tb} tracebacks, {bad} without one "
-                f"clear `Error:` line, {skipped} skipped (tracebacks in commands of this area: "
-                f"{sum(o.traceback for o in outcomes if o.owner == 'cli')})")
+                f"clear `Error:` line, {skipped} skipped")
     return "\n".join(rows)
 
 
