@@ -203,3 +203,36 @@ def test_report_over_two_canary_sets_takes_one_file_per_commitment(
     failed = {(c.audit, c.name) for c in verify_report(Report.from_dict(tampered), _options([cfile, ofile]))
               if c.verdict == "FAIL"}
     assert ("set B", "canary file") in failed and not any(a == "set A" for a, _ in failed)
+
+
+def test_a_forged_cache_chunk_with_a_valid_checksum_is_caught_by_default_rescoring(
+    tmp_path, tmp_path_factory
+):
+    """Issue 14 #13: a cache chunk written through the cache's own writer (valid checksum) that
+    makes every counterfactual improbable turns a null audit into a tiny p; the report's scores
+    are then not evidence, and the default verify (re-scoring) must fail it."""
+    import numpy as np
+
+    from harness.audit import audit_seed, counterfactual_items
+    from harness.cache import ScoreCache, text_key
+
+    model = tiny_model(tmp_path_factory.getbasetemp() / "tiny-models")
+    backend = HFBackend(str(model))
+    cs, seed = new_canary_set(words_spec(6), 4, Plan(counterfactuals=60, alpha=0.05), b"f" * 32)
+    cfile = save_canary_set(cs, tmp_path / "c.json", seed)
+    fp = backend.fingerprint()
+    cfs = [t for _, t in counterfactual_items(cs, audit_seed(cs.commitment, fp),
+                                              "counterfactuals", 60, "cf-")]
+    cache = ScoreCache(tmp_path / "cache")
+    honest = backend.token_logprobs(cfs)
+    cache.store(fp, {text_key(t): np.full_like(lp, -50.0) for t, lp in zip(cfs, honest, strict=True)})
+    a = run_audit("canary-rank", AuditContext(cs, str(cfile), backend, f"hf:{model}",
+                                              progress=False, cache=cache))
+    prim = a.primary.result  # the forged cache ranks every canary first: the smallest p there is
+    assert prim.pvalue == prim.min_attainable_p < 1e-5
+    report = _reseal(make_report("forged", [a]).to_dict())
+    checks = verify_report(Report.from_dict(report), _options(cfile, rescore=20))
+    assert "rescore" in {c.name for c in checks if c.verdict == "FAIL"}
+    unchecked = verify_report(Report.from_dict(report), _options(cfile))
+    rescore = next(c for c in unchecked if c.name == "rescore")
+    assert rescore.verdict == "open" and "not evidence by themselves" in rescore.detail
