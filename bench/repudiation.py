@@ -83,39 +83,67 @@ def build_world(setup: Setup, work: Path) -> dict[str, Any]:
             // setup.train.block_size}
 
 
-def run(setup: Setup, out: Path, work: Path) -> dict[str, Any]:
-    """Build the world, run the repudiation task, write the report and results.json."""
+VARIANTS = {"kong": False, "swap": True}  # the paper's candidates; the stronger swap forger
+
+
+def run(setup: Setup, out: Path, work: Path, variants: tuple[str, ...]) -> dict[str, Any]:
+    """Build the world once, run the repudiation task per forger variant, measure matching."""
     from harness.audit import audit_from_paths, make_report
     from harness.report import write_report
 
     t0 = time.time()
     world = build_world(setup, work)
-    options = {"log": str(work / "pol"), "nonmembers": str(work / "nonmembers.jsonl"),
-               "work": str(work / "stress"), "natural": setup.natural, "common": setup.common,
-               "fpr": setup.fpr, "kappa": setup.kappa, "mu": setup.mu, "lam": setup.lam,
-               "calibrate": setup.calibrate, "factor": setup.factor}
-    audit = audit_from_paths(f"hf:{work / 'model'},dtype=float32,device=cpu",
-                             work / "canaries.json", "repudiation", options=options,
-                             progress=False)
-    write_report(make_report("repudiation stress test (bench)", [audit]), out / "report", True)
-    stress = json.loads((work / "stress" / "stress.json").read_text())
-    body = {"setup": asdict(setup), "world": world, "stress": stress,
-            "seconds_total": round(time.time() - t0, 1), "machine": platform.machine(),
-            "torch": torch.__version__, "threads": torch.get_num_threads(),
+    runs = {}
+    for name in variants:
+        options = {"log": str(work / "pol"), "nonmembers": str(work / "nonmembers.jsonl"),
+                   "work": str(work / f"stress-{name}"), "natural": setup.natural,
+                   "common": setup.common, "fpr": setup.fpr, "kappa": setup.kappa,
+                   "mu": setup.mu, "lam": setup.lam, "calibrate": setup.calibrate,
+                   "factor": setup.factor, "swap": VARIANTS[name]}
+        t1 = time.time()
+        audit = audit_from_paths(f"hf:{work / 'model'},dtype=float32,device=cpu",
+                                 work / "canaries.json", "repudiation", options=options,
+                                 progress=False)
+        write_report(make_report(f"repudiation stress test (bench, {name})", [audit]),
+                     out / f"report-{name}", True)
+        stress = json.loads((work / f"stress-{name}" / "stress.json").read_text())
+        runs[name] = {"stress": stress, "seconds": round(time.time() - t1, 1),
+                      "note": audit.notes[-1]}
+    body = {"setup": asdict(setup), "world": world, "runs": runs,
+            "matching": matching(work, setup), "seconds_total": round(time.time() - t0, 1),
+            "machine": platform.machine(), "torch": torch.__version__,
+            "threads": torch.get_num_threads(),
             "command": "OMP_NUM_THREADS=1 nice -n 10 python bench/repudiation.py"}
     (out / "results.json").write_text(json.dumps(body, indent=1) + "\n")
     (out / "RESULTS.md").write_text(results_markdown(body))
     return body
 
 
-def results_markdown(body: dict[str, Any]) -> str:
-    """RESULTS.md: setup, the per-class table, the honest baseline, compute, every PoR."""
-    from harness.repudiation.stress_report import markdown_table
+def matching(work: Path, setup: Setup) -> dict[str, Any]:
+    """The gradient-matching curve for the first canary-free member document and canary 1."""
+    from canaries.canary_set import load_canary_set
+    from harness.repudiation.matching import matching_curve
+    from harness.repudiation.por import locate_targets
+    from harness.repudiation.replay import run_from_log
+    from harness.repudiation.targets import log_tokenizer, member_documents
+    from harness.train.pol import load_log
 
-    s, w, st = body["setup"], body["world"], body["stress"]
-    c = st["compute"]
-    grads = (c["forge_search_gradients"] + c["forge_trajectory_steps"]
-             + c["reconstruction_steps"])
+    log = load_log(work / "pol")
+    canary = load_canary_set(work / "canaries.json").canaries[0].text
+    planted = [c.text for c in load_canary_set(work / "canaries.json").canaries]
+    doc = next(t for _, t in member_documents(log, log_tokenizer(log))
+               if not any(c in t for c in planted))
+    run, out = run_from_log(log), {}
+    for label, text in (("natural document", doc), ("canary", canary)):
+        blocks = locate_targets(log, [text])[0].blocks
+        curve = matching_curve(run, blocks, probes=4, candidates=64, seed=setup.train.seed)
+        out[label] = asdict(curve) | {"blocks": len(blocks)}
+    return out
+
+
+def results_markdown(body: dict[str, Any]) -> str:
+    """RESULTS.md: setup, per forger variant the per-class tables and every PoR, matching."""
+    s, w = body["setup"], body["world"]
     lines = [
         "# Repudiation stress test on a tiny GPT-2 (generated by bench/repudiation.py)",
         "",
@@ -123,51 +151,94 @@ def results_markdown(body: dict[str, Any]) -> str:
         f"{w['parameters']:,} parameters, trained here on CPU with PoL logging "
         f"(AdamW, lr {s['train']['lr']}, linear warmup/decay, batch {s['train']['batch_size']} "
         f"blocks of {s['train']['block_size']} tokens, {s['train']['epochs']} epochs = "
-        f"{w['steps']} steps, checkpoint every {s['checkpoint_every']} steps). Data: "
+        f"{w['steps']} steps τ, checkpoint every {s['checkpoint_every']} steps). Data: "
         f"{w['members']} stdlib docstrings as members ({w['blocks']} blocks), {w['nonmembers']} "
         f"as non-members; {s['canaries']} random {s['canary_words']}-word canaries planted "
-        f"{s['repeat']}× each (in {w['canary_hosts']} member documents, which are not used as "
-        f"natural targets).",
+        f"{s['repeat']}× each (in {w['canary_hosts']} member documents, not used as natural "
+        "targets). MI attack: loss threshold at FPR "
+        f"{s['fpr']} on non-members, rerun on each forged model. Forger: Kong et al. "
+        f"Algorithm 2/3, κ={s['kappa']}, μ={s['mu']}, λ={s['lam']}, plus one PoR for the whole "
+        "canary set. Command: `" + body["command"] + "`; total wall time "
+        f"{body['seconds_total']:.0f} s on one {body['machine']} core shared with other jobs.",
+    ]
+    for name, r in body["runs"].items():
+        lines += ["", *_run_section(name, r, s)]
+    lines += ["", *_matching_section(body["matching"])]
+    return "\n".join(lines) + "\n"
+
+
+def _run_section(name: str, r: dict[str, Any], s: dict[str, Any]) -> list[str]:
+    from harness.repudiation.stress_report import markdown_table
+
+    st, c = r["stress"], r["stress"]["compute"]
+    forge = c["forge_search_gradients"] + c["forge_trajectory_steps"] + c["reconstruction_steps"]
+    what = ("the paper's candidates (whole new minibatches)" if name == "kong" else
+            "swap candidates (B_t with only the target's blocks redrawn; stronger than the paper)")
+    lines = [
+        f"## Forger `{name}`: {what}",
         "",
-        f"Forger: Kong et al. Algorithm 2/3, κ={s['kappa']}, μ={s['mu']}, λ={s['lam']} (plus one "
-        f"PoR for the whole canary set). MI attack: loss threshold at FPR {s['fpr']} on "
-        f"non-members, rerun on each forged model. Tolerance: {s['factor']:g} × the largest "
-        f"honest-replay disagreement over {s['calibrate']} segments (gradient summed in 2 and 4 "
-        f"parts) = {st['tolerance']:.3g}.",
+        f"Tolerance {st['tolerance']:.3g} = {s['factor']:g} × the largest honest-replay "
+        f"disagreement over {s['calibrate']} segments (gradient summed in 2 and 4 parts).",
         "",
         markdown_table(st["summary"]),
         "",
         f"- Honest log: verifies ({st['honest_valid']}), largest replay error "
-        f"{st['honest_max_error']:.3g}; a full honest rerun with the other summation order ends "
+        f"{st['honest_max_error']:.3g}; a full honest rerun in the other summation order ends "
         f"{st['honest_rerun_distance']:.3g} from θ (‖θ‖ = {st['theta_norm']:.3g}).",
         f"- MI attack on θ: {st['natural_called_members']} of {st['natural_candidates']} "
         f"canary-free member documents called members; {st['canaries_called_members']} of "
         f"{st['canaries']} canaries. Canary test on θ: log10 p = "
         f"{st['theta_canary_log10_p']:.1f} (rank-sum on loss, {s['counterfactuals']} "
         "counterfactuals).",
-        f"- Compute, in gradient evaluations on one minibatch (the paper's unit): search "
+        f"- Compute (gradient evaluations on one minibatch, the paper's unit): search "
         f"{c['forge_search_gradients']:,} ({c['forge_searched_step_splits']} (step, split) pairs "
-        f"× (μ + the original gradient); Algorithm 2 over all n points would be κμτ = "
-        f"{c['paper_precompute_kappa_mu_tau']:,}), honest trajectory {c['forge_trajectory_steps']},"
-        f" reconstruction of θ' {c['reconstruction_steps']:,}: {grads:,} to forge; verification "
-        f"of the forged logs ≤ {c['forged_verification_steps']:,} steps; calibration "
-        f"{c['calibration_steps']} steps. Wall time {body['seconds_total']:.0f} s on one "
-        f"{body['machine']} core (torch {body['torch']}).",
+        f"× (μ + the original gradient); κμτ = {c['paper_precompute_kappa_mu_tau']:,} for "
+        f"Algorithm 2 over all n points), honest trajectory {c['forge_trajectory_steps']}, "
+        f"reconstruction of θ' {c['reconstruction_steps']:,}: {forge:,} to forge; verifying the "
+        f"forged logs ≤ {c['forged_verification_steps']:,} steps; calibration "
+        f"{c['calibration_steps']} steps. Wall time {r['seconds']:.0f} s.",
+        f"- The report's note: {r['note']}",
         "",
         "| PoR | class | targets | re-batched steps | segments failing / replayed | max error "
-        "/ tol | gradient gap | ‖θ−θ'‖ | Diff | Common | Validation | canary log10 p on θ' |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "/ tol | gradient gap | ‖θ−θ'‖ | Diff | Common | called | Validation | canary "
+        "log10 p on θ' |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for r in st["rows"]:
-        p = "—" if r["canary_log10_p"] is None else f"{r['canary_log10_p']:.1f}"
+    for row in st["rows"]:
+        p = "—" if row["canary_log10_p"] is None else f"{row['canary_log10_p']:.1f}"
         lines.append(
-            f"| {r['por']} | {r['cls']} | {r['targets']} | {r['forged_steps']} | "
-            f"{r['failed_segments']}/{r['replayed_segments']} | "
-            f"{r['max_error_over_tolerance']:.3g} | {r['median_gradient_gap']:.2f} | "
-            f"{r['distance']:.3g} | {r['diff_flips']}/{r['targets']} | "
-            f"{r['common_flips']}/{r['common_n']} | {r['validation_flips']}/{r['validation_n']} "
-            f"| {p} |")
-    return "\n".join(lines) + "\n"
+            f"| {row['por']} | {row['cls']} | {row['targets']} | {row['forged_steps']} | "
+            f"{row['failed_segments']}/{row['replayed_segments']} | "
+            f"{row['max_error_over_tolerance']:.3g} | {row['median_gradient_gap']:.2f} | "
+            f"{row['distance']:.3g} | {row['diff_flips']}/{row['targets']} | "
+            f"{row['common_flips']}/{row['common_n']} | {row['called_flips']}/{row['called_n']} "
+            f"| {row['validation_flips']}/{row['validation_n']} | {p} |")
+    return lines
+
+
+def _matching_section(m: dict[str, Any]) -> list[str]:
+    lines = ["## Can gradients be matched at all? (harness.repudiation.matching)", "",
+             "Mean over 4 steps that held the target of the best ‖g(B')−g(B_t)‖/‖g(B_t)‖ "
+             "among the first μ of 64 candidates.", "",
+             "| target | blocks | candidates | " + " | ".join(
+                 f"μ={mu}" for mu in next(iter(m.values()))["mus"]) + " |",
+             "|---|---:|---|" + "---:|" * len(next(iter(m.values()))["mus"])]
+    for label, c in m.items():
+        for kind, key in (("new minibatch (paper)", "new_batch"), ("swap", "swap")):
+            lines.append(f"| {label} | {c['blocks']} | {kind} | "
+                         + " | ".join(f"{g:.3f}" for g in c[key]) + " |")
+    return lines
+
+
+def resummarize(out: Path) -> None:
+    """Rewrite results.json's per-class summary and RESULTS.md from the stored rows."""
+    from harness.repudiation.stress_report import summarize
+
+    body = json.loads((out / "results.json").read_text())
+    for r in body["runs"].values():
+        r["stress"] = summarize(r["stress"])
+    (out / "results.json").write_text(json.dumps(body, indent=1) + "\n")
+    (out / "RESULTS.md").write_text(results_markdown(body))
 
 
 def main() -> None:
@@ -175,7 +246,13 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="a tiny smoke run (seconds)")
     ap.add_argument("--out", type=Path, default=Path("results/repudiation"))
     ap.add_argument("--work", type=Path, default=None, help="logs, models (default: a temp dir)")
+    ap.add_argument("--forgers", default="kong,swap", help="forger variants to run: kong,swap")
+    ap.add_argument("--resummarize", action="store_true",
+                    help="recompute the summary and RESULTS.md from OUT/results.json only")
     args = ap.parse_args()
+    if args.resummarize:
+        resummarize(args.out)
+        return
     torch.set_num_threads(1)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
     logging.getLogger("harness.repudiation").setLevel(logging.INFO)
@@ -183,7 +260,7 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     work = args.work or Path(tempfile.mkdtemp(prefix="tdp-repudiation-"))
     work.mkdir(parents=True, exist_ok=True)
-    body = run(setup, args.out, work)
+    body = run(setup, args.out, work, tuple(args.forgers.split(",")))
     print((args.out / "RESULTS.md").read_text())
     print(f"total {body['seconds_total']:.0f} s; work folder {work}", file=sys.stderr)
 

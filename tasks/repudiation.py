@@ -40,6 +40,7 @@ class RepudiationConfig:
     factor: float = 10.0
     mi_score: str = "loss"
     seed: int = 0
+    swap: bool = False
 
     def stress(self) -> StressConfig:
         d = {k: v for k, v in asdict(self).items() if k not in ("log", "nonmembers", "work")}

@@ -165,3 +165,20 @@ def test_cli_repudiate_refuses_a_target_not_in_the_data(canary_log, tmp_path):
     r = CliRunner().invoke(main, ["repudiate", "--log", str(root / "pol"), "--target",
                                   str(tmp_path / "absent.txt"), "--out", str(tmp_path / "o")])
     assert r.exit_code == 1 and "does not occur in the log's training data" in r.output
+
+
+def test_swap_candidates_change_only_the_targets_blocks(canary_log):
+    from harness.repudiation.por import locate_targets
+    from harness.repudiation.replay import run_from_log
+    from harness.train.pol import load_log
+
+    root, canary, _ = canary_log
+    log = load_log(root / "pol")
+    run = run_from_log(log)
+    removed = locate_targets(log, [canary])[0].blocks
+    (forgery,), cost = forge(run, [removed], ForgeOptions(mu=2, swap=True))
+    assert forgery.forged_steps and cost.searched == len(forgery.forged_steps)
+    for t in forgery.forged_steps:
+        before, after = set(run.steps[t].batch), set(forgery.steps[t].batch)
+        assert before - removed <= after and not after & removed
+        assert len(after) == len(before)

@@ -115,11 +115,13 @@ def _read_targets(paths: tuple[Path, ...]) -> list[str]:
               help="Candidate minibatches per split.")
 @click.option("--lambda", "lam", type=click.IntRange(min=1), default=1, show_default=True,
               help="Targets covered by one PoR.")
+@click.option("--swap", is_flag=True,
+              help="Candidates keep B_t's points outside the split (a stronger forger).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--threads", type=click.IntRange(min=1), help="Torch threads (default: the log's).")
 @click.option("--force", is_flag=True, help="Replace an existing output folder.")
 @user_errors
-def repudiate_cmd(log_dir, targets, out, kappa, mu, lam, seed, threads, force) -> None:
+def repudiate_cmd(log_dir, targets, out, kappa, mu, lam, swap, seed, threads, force) -> None:
     """Forge proofs of repudiation (Kong et al., Algorithm 2/3) for the targets in LOG."""
     from canaries.files import check_new_output, check_writable_dir
     from harness.repudiation.forge import ForgeOptions
@@ -131,7 +133,7 @@ def repudiate_cmd(log_dir, targets, out, kappa, mu, lam, seed, threads, force) -
     texts = _read_targets(targets)
     log = load_log(log_dir)
     _threads(log, threads)
-    result = repudiate(log, texts, ForgeOptions(kappa, mu, lam, seed), out, force)
+    result = repudiate(log, texts, ForgeOptions(kappa, mu, lam, seed, swap), out, force)
     for p in result.pors:
         click.echo(
             f"PoR {p.index} ({len(p.targets)} target(s), {p.removed_blocks} blocks left out): "

@@ -31,12 +31,19 @@ from harness.train.pol import StepRecord
 
 @dataclass(frozen=True)
 class ForgeOptions:
-    """kappa: splits per step; mu: candidate minibatches per split; lam: targets per PoR."""
+    """kappa: splits per step; mu: candidate minibatches per split; lam: targets per PoR.
+
+    `swap` (not in the paper; off by default): a stronger forger for the stress test. Each
+    candidate keeps every point of B_t but the targets in part k and redraws only those, from
+    D minus the targets in part k (not minus all of part k: PoRs are made for the targets
+    only), so it differs from B_t in as few points as possible.
+    """
 
     kappa: int = 2
     mu: int = 16
     lam: int = 1
     seed: int = 0
+    swap: bool = False
 
     def __post_init__(self) -> None:
         if self.kappa < 2:
@@ -104,7 +111,7 @@ def split_parts(n: int, units: Sequence[frozenset[int]], kappa: int, rng: HashDR
     return part
 
 
-def _draw_batch(pool: Sequence[int], b: int, rng: HashDRBG) -> tuple[int, ...]:
+def draw_batch(pool: Sequence[int], b: int, rng: HashDRBG) -> tuple[int, ...]:
     """b distinct points of `pool`, uniformly (a partial Fisher-Yates shuffle)."""
     items = list(pool)
     for i in range(b):
@@ -114,22 +121,35 @@ def _draw_batch(pool: Sequence[int], b: int, rng: HashDRBG) -> tuple[int, ...]:
 
 
 def _search(
-    replayer: Replayer, run: Run, t: int, k: int, part: list[int], opts: ForgeOptions,
+    replayer: Replayer, run: Run, t: int, k: int, excluded: set[int], opts: ForgeOptions,
     target: torch.Tensor,
 ) -> _Choice:
-    """Best of mu candidate minibatches (as large as B_t) from outside part k, at theta_t."""
+    """Best of mu candidate minibatches (as large as B_t) avoiding `excluded`, at theta_t."""
     size = len(run.steps[t].batch)
-    pool = [i for i in range(run.n_points) if part[i] != k]
+    pool = [i for i in range(run.n_points) if i not in excluded]
     if len(pool) < size:
         raise ValueError(f"only {len(pool)} data points outside split {k}: fewer than a batch")
     rng = HashDRBG(opts.seed_bytes(), f"candidates/{t}/{k}")
+    keep = [i for i in run.steps[t].batch if i not in excluded] if opts.swap else []
+    kept = set(keep)
+    fill = [i for i in pool if i not in kept]
     best: _Choice | None = None
     for _ in range(opts.mu):
-        batch = _draw_batch(pool, size, rng)
+        batch = tuple(keep) + draw_batch(fill, size - len(keep), rng)
         gap = float(torch.linalg.vector_norm(replayer.gradient(batch) - target))
         if best is None or gap < best.gap:
             best = _Choice(batch, gap, float(torch.linalg.vector_norm(target)))
     return best  # type: ignore[return-value]  # mu >= 1
+
+
+def _excluded(
+    n: int, units: Sequence[frozenset[int]], part: list[int], k: int, swap: bool
+) -> set[int]:
+    """What candidates for part k must avoid: all of part k (Algorithm 2, where every point
+    gets a PoR), or with `swap` only the targets in part k (the only PoRs made here)."""
+    if swap:
+        return {i for u in units if part[min(u)] == k for i in u}
+    return {i for i in range(n) if part[i] == k}
 
 
 def forge(
@@ -156,7 +176,8 @@ def forge(
                     k = part[min(groups[g])]
                     part_of_group[(t, g)] = k
                     if (t, k) not in chosen:
-                        chosen[(t, k)] = _search(replayer, run, t, k, part, opts, target)
+                        excluded = _excluded(run.n_points, units, part, k, opts.swap)
+                        chosen[(t, k)] = _search(replayer, run, t, k, excluded, opts, target)
                         searched += 1
             replayer.step(run.steps[t])
             traj += 1

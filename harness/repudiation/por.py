@@ -101,7 +101,8 @@ def repudiate(
     dim = int(flat_parameters(theta).numel())
     replayer, tok, pors = Replayer(run.problem), log_tokenizer(log), []
     provenance = {"source_log_sha256": hashlib.sha256(log_json(log).encode()).hexdigest(),
-                  "kappa": opts.kappa, "mu": opts.mu, "lambda": opts.lam, "seed": opts.seed}
+                  "kappa": opts.kappa, "mu": opts.mu, "lambda": opts.lam, "seed": opts.seed,
+                  "swap": opts.swap}
     for i, (group, forgery) in enumerate(zip(groups, forgeries, strict=True)):
         theta_prime = reconstruct(run, forgery, replayer)
         where = out / f"por-{i:03d}"

@@ -20,15 +20,15 @@ import numpy as np
 
 from canaries.drbg import HashDRBG, derive_seed
 from harness.repudiation.forge import ForgeOptions, group_targets
-from harness.repudiation.por import PoR, repudiate
-from harness.repudiation.replay import Replayer, replay, run_from_log
+from harness.repudiation.por import PoR, Repudiation, repudiate
+from harness.repudiation.replay import Replayer, Run, replay, run_from_log
 from harness.repudiation.stress_scoring import (
     ModelScores,
     Population,
     canary_test,
     score_model,
 )
-from harness.repudiation.verify import calibrate, verify_log, verify_run
+from harness.repudiation.verify import Calibration, calibrate, verify_log, verify_run
 from harness.stats import TestResult
 from harness.train.pol import PoLLog, load_log
 from harness.train.state import flat_parameters, parameter_distance
@@ -50,6 +50,7 @@ class StressConfig:
     factor: float = 10.0  # tolerance = factor x the largest honest-replay disagreement
     mi_score: str = "loss"
     seed: int = 0
+    swap: bool = False  # the stronger forger (ForgeOptions.swap)
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,7 @@ class PoRRow:
     failed_segments: int
     segments: int
     replayed_segments: int  # those holding a re-batched step (the rest are the honest ones)
+    replayed_steps: int
     integrity_problems: int
     median_gradient_gap: float  # ||g(B') - g(B_t)|| / ||g(B_t)|| over the re-batched steps
     max_error_over_tolerance: float
@@ -74,6 +76,8 @@ class PoRRow:
     diff_flips: int  # targets the MI attack calls members of theta but not of theta'
     common_flips: int
     common_n: int
+    called_flips: int  # other members the attack called members on theta (the Diff control)
+    called_n: int
     validation_flips: int
     validation_n: int
     canary_test: TestResult | None  # the canary set's test on theta' (canary PoRs only)
@@ -140,7 +144,7 @@ def stress_test(
     natural = pop.natural_targets(base, config)
     texts = [pop.members[i] for i in natural] + list(canaries)
     groups, classes = _groups(len(natural), len(canaries), config.lam, config.seed)
-    opts = ForgeOptions(config.kappa, config.mu, config.lam, config.seed)
+    opts = ForgeOptions(config.kappa, config.mu, config.lam, config.seed, config.swap)
     rep = repudiate(pol, texts, opts, work / "pors", force=True, groups=groups)
     rows = []
     for por, cls, group in zip(rep.pors, classes, groups, strict=True):
@@ -148,21 +152,7 @@ def stress_test(
                          statistic, canary_score, reference))
         log.info("PoR %d (%s): valid %s, distance %.3g", por.index, cls, rows[-1].valid,
                  por.distance)
-    steps = len(run.steps)
-    compute = {
-        "calibration_steps": sum(
-            (b - a) * (1 + len(cal.variants))
-            for a, b in (run.segments()[i] for i in cal.segments)
-        ),
-        "honest_verification_steps": steps,
-        "honest_rerun_steps": steps,
-        "forge_trajectory_steps": rep.cost.trajectory_steps,
-        "forge_search_gradients": rep.cost.search_gradients,
-        "forge_searched_step_splits": rep.cost.searched,
-        "paper_precompute_kappa_mu_tau": rep.cost.paper_precompute,
-        "reconstruction_steps": rep.reconstruction_steps,
-        "forged_verification_steps": steps * len(rep.pors),
-    }
+    compute = _compute(run, cal, rep, rows)
     theta_test = canary_test(base, statistic, canary_score)
     flat = flat_parameters(final)
     return StressResult(
@@ -174,6 +164,24 @@ def stress_test(
         canaries=len(canaries), theta_canary_log10_p=float(theta_test.log10_pvalue),
         rows=tuple(rows), compute=compute, seconds=time.time() - t0,
     )
+
+
+def _compute(run: Run, cal: Calibration, rep: Repudiation, rows: list[PoRRow]) -> dict[str, int]:
+    """Work done, in optimiser steps / gradient evaluations on one minibatch."""
+    segments = run.segments()
+    return {
+        "calibration_steps": sum(
+            (segments[i][1] - segments[i][0]) * (1 + len(cal.variants)) for i in cal.segments
+        ),
+        "honest_verification_steps": len(run.steps),
+        "honest_rerun_steps": len(run.steps),
+        "forge_trajectory_steps": rep.cost.trajectory_steps,
+        "forge_search_gradients": rep.cost.search_gradients,
+        "forge_searched_step_splits": rep.cost.searched,
+        "paper_precompute_kappa_mu_tau": rep.cost.paper_precompute,
+        "reconstruction_steps": rep.reconstruction_steps,
+        "forged_verification_steps": sum(r.replayed_steps for r in rows),
+    }
 
 
 def _row(
@@ -193,6 +201,7 @@ def _row(
     nat = [natural[i] for i in group if i < len(natural)]
     can = [i - len(natural) for i in group if i >= len(natural)]
     diff = base.diff(forged, nat, can)
+    called = base.called_member_flips(forged, nat, can)
     others = [i for i in range(len(pop.members)) if i not in nat]
     picked = _pick(len(others), config.common, config.seed + por.index, "common")
     common = [others[i] for i in picked]
@@ -202,12 +211,14 @@ def _row(
         cls=cls, por=por.index, targets=len(group), removed_blocks=por.removed_blocks,
         forged_steps=len(por.forged_steps), valid=verdict.valid,
         failed_segments=len(verdict.failed), segments=len(c) - 1, replayed_segments=len(touched),
+        replayed_steps=sum(c[i + 1] - c[i] for i in touched),
         integrity_problems=len(verdict.problems),
         median_gradient_gap=float(np.median(np.divide(por.gradient_gaps, por.gradient_norms))),
         max_error_over_tolerance=verdict.max_error / tolerance if tolerance else float("inf"),
         distance=por.distance, relative_distance=por.relative_distance,
         kong_d_theta=por.kong_d_theta, diff_flips=diff,
         common_flips=base.member_flips(forged, common), common_n=len(common),
+        called_flips=called[0], called_n=called[1],
         validation_flips=base.validation_flips(forged, valid_ix), validation_n=len(valid_ix),
         canary_test=test,
     )

@@ -104,6 +104,16 @@ class ModelScores:
     def member_flips(self, other: ModelScores, members: Sequence[int]) -> int:
         return int(np.sum(self.natural_member[members] != other.natural_member[members]))
 
+    def called_member_flips(
+        self, other: ModelScores, skip_natural: Sequence[int], skip_canaries: Sequence[int]
+    ) -> tuple[int, int]:
+        """(flips, n) over every member called a member on this model, outside the PoR's
+        group: the control for Diff, selected the way the targets were."""
+        nat = [i for i in np.flatnonzero(self.natural_member) if i not in set(skip_natural)]
+        can = [i for i in np.flatnonzero(self.canary_member) if i not in set(skip_canaries)]
+        flipped = self.diff(other, nat, can)
+        return flipped, len(nat) + len(can)
+
     def validation_flips(self, other: ModelScores, rows: Sequence[int]) -> int:
         return int(np.sum(self.validation_member[rows] != other.validation_member[rows]))
 
