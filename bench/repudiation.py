@@ -93,6 +93,7 @@ def run(setup: Setup, out: Path, work: Path, variants: tuple[str, ...]) -> dict[
 
     t0 = time.time()
     world = build_world(setup, work)
+    world["segment_update"] = update_scale(work)
     runs = {}
     for name in variants:
         options = {"log": str(work / "pol"), "nonmembers": str(work / "nonmembers.jsonl"),
@@ -117,6 +118,19 @@ def run(setup: Setup, out: Path, work: Path, variants: tuple[str, ...]) -> dict[
     (out / "results.json").write_text(json.dumps(body, indent=1) + "\n")
     (out / "RESULTS.md").write_text(results_markdown(body))
     return body
+
+
+def update_scale(work: Path) -> dict[str, float]:
+    """How large an honest segment's update is (the scale a tolerance must be read against)."""
+    from statistics import median
+
+    from harness.repudiation.replay import run_from_log
+    from harness.train.pol import load_log
+    from harness.train.state import parameter_distance
+
+    run = run_from_log(load_log(work / "pol"))
+    sizes = [parameter_distance(run.load_state(a), run.load_state(b)) for a, b in run.segments()]
+    return {"median": median(sizes), "min": min(sizes), "max": max(sizes)}
 
 
 def matching(work: Path, setup: Setup) -> dict[str, Any]:
@@ -162,15 +176,19 @@ def results_markdown(body: dict[str, Any]) -> str:
         f"{body['seconds_total']:.0f} s on one {body['machine']} core shared with other jobs.",
     ]
     for name, r in body["runs"].items():
-        lines += ["", *_run_section(name, r, s)]
+        lines += ["", *_run_section(name, r, s, w)]
     lines += ["", *_matching_section(body["matching"])]
     return "\n".join(lines) + "\n"
 
 
-def _run_section(name: str, r: dict[str, Any], s: dict[str, Any]) -> list[str]:
+def _run_section(
+    name: str, r: dict[str, Any], s: dict[str, Any], w: dict[str, Any]
+) -> list[str]:
     from harness.repudiation.stress_report import markdown_table
 
     st, c = r["stress"], r["stress"]["compute"]
+    nan = float("nan")
+    upd = w.get("segment_update", {"median": nan, "min": nan, "max": nan})
     forge = c["forge_search_gradients"] + c["forge_trajectory_steps"] + c["reconstruction_steps"]
     what = ("the paper's candidates (whole new minibatches)" if name == "kong" else
             "swap candidates (B_t with only the target's blocks redrawn; stronger than the paper)")
@@ -184,7 +202,10 @@ def _run_section(name: str, r: dict[str, Any], s: dict[str, Any]) -> list[str]:
         "",
         f"- Honest log: verifies ({st['honest_valid']}), largest replay error "
         f"{st['honest_max_error']:.3g}; a full honest rerun in the other summation order ends "
-        f"{st['honest_rerun_distance']:.3g} from θ (‖θ‖ = {st['theta_norm']:.3g}).",
+        f"{st['honest_rerun_distance']:.3g} from θ (‖θ‖ = {st['theta_norm']:.3g}). An honest "
+        f"segment's update ‖θ_(i+1)−θ_i‖ is {upd['min']:.3g}–{upd['max']:.3g} (median "
+        f"{upd['median']:.3g}): the tolerance is {st['tolerance'] / upd['median']:.1e} of the "
+        "median update.",
         f"- MI attack on θ: {st['natural_called_members']} of {st['natural_candidates']} "
         f"canary-free member documents called members; {st['canaries_called_members']} of "
         f"{st['canaries']} canaries. Canary test on θ: log10 p = "
@@ -230,11 +251,14 @@ def _matching_section(m: dict[str, Any]) -> list[str]:
     return lines
 
 
-def resummarize(out: Path) -> None:
-    """Rewrite results.json's per-class summary and RESULTS.md from the stored rows."""
+def resummarize(out: Path, work: Path | None) -> None:
+    """Rewrite results.json's per-class summary and RESULTS.md from the stored rows (and the
+    update scale from WORK's log, if it is missing)."""
     from harness.repudiation.stress_report import summarize
 
     body = json.loads((out / "results.json").read_text())
+    if "segment_update" not in body["world"] and work is not None:
+        body["world"]["segment_update"] = update_scale(work)
     for r in body["runs"].values():
         r["stress"] = summarize(r["stress"])
     (out / "results.json").write_text(json.dumps(body, indent=1) + "\n")
@@ -251,7 +275,7 @@ def main() -> None:
                     help="recompute the summary and RESULTS.md from OUT/results.json only")
     args = ap.parse_args()
     if args.resummarize:
-        resummarize(args.out)
+        resummarize(args.out, args.work)
         return
     torch.set_num_threads(1)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
