@@ -28,6 +28,7 @@ class CanaryRankConfig:
 
     secondary: tuple[str, ...] = DEFAULT_SECONDARY
     min_k: float = 0.2
+    repudiation: str = ""  # a stress.json of `--task repudiation`: its line joins the notes
 
 
 def counterfactuals_for(ctx: AuditContext) -> list[tuple[str, str]]:
@@ -86,6 +87,10 @@ def run(ctx: AuditContext, config: CanaryRankConfig) -> AuditResult:
             "secondary scores not computed (need a reference model, vocab stats, or unknown): "
             f"{skipped}"
         )
+    if config.repudiation:
+        from harness.repudiation.stress_report import stress_note
+
+        notes.append(stress_note(config.repudiation))
     return AuditResult(
         title=f"canary-rank: {ctx.model_spec}",
         role="audit",

@@ -82,6 +82,18 @@ def _v2_file(path: Path) -> Path:
     return save_canary_set(cs, path, seed)
 
 
+def _pol_log(root: Path) -> Path:
+    """A real (tiny) PoL log: a few seconds of training on three short documents."""
+    from harness.train import TrainConfig, train_causal_lm, train_tokenizer
+    from harness.train.pol import PoLOptions
+
+    docs = [f"document {i}: a few words about the number {i} and nothing else" for i in range(3)]
+    cfg = TrainConfig(n_layer=1, n_embd=8, n_head=2, block_size=8, epochs=1, batch_size=4)
+    train_causal_lm(docs, train_tokenizer(docs, 280), cfg, root / "pol-model", progress=False,
+                    pol=PoLOptions(root / "pol-model" / "pol", checkpoint_every=2))
+    return root / "pol-model" / "pol"
+
+
 def build_fixtures(root: Path) -> dict[str, str]:
     """Write every file the cases refer to; returns {field: path}."""
     root.mkdir(parents=True, exist_ok=True)
@@ -153,6 +165,18 @@ def build_fixtures(root: Path) -> dict[str, str]:
     from harness.evidence.signing import write_key
 
     f["evkey"] = write_key(Ed25519PrivateKey.generate(), root / "owner.pem")[0]
+    f["pol"] = _pol_log(root)
+    f["notpol"] = root / "not-a-log"
+    f["notpol"].mkdir()
+    (f["notpol"] / "log.json").write_text('{"format": "something-else", "version": 1}')
+    f["badpol"] = root / "broken-log"
+    f["badpol"].mkdir()
+    (f["badpol"] / "log.json").write_text("{not json")
+    f["halfpol"] = root / "half-log"
+    f["halfpol"].mkdir()
+    (f["halfpol"] / "log.json").write_text('{"format": "tdp-pol-log", "version": 1}')
+    f["absent_txt"] = root / "absent.txt"
+    f["absent_txt"].write_text("these words were never in the training documents at all")
     f["ro"] = root / "read-only"
     f["ro"].mkdir()
     f["ro"].chmod(0o555)
@@ -412,6 +436,38 @@ CASES: tuple[Case, ...] = (
          "64 hex"),
     Case("evidence verify: rescore without model", "evidence verify {file} --rescore 5",
          "--model"),
+    # pol verify, repudiate (proof-of-learning logs and the PoR forger)
+    Case("pol verify: no argument", "pol verify", "Missing argument"),
+    Case("pol verify: log missing", "pol verify {missing}", "no PoL log"),
+    Case("pol verify: folder without a log", "pol verify {dir}", "no PoL log"),
+    Case("pol verify: log not JSON", "pol verify {badpol}", "not valid JSON"),
+    Case("pol verify: another format", "pol verify {notpol}", "not a PoL log"),
+    Case("pol verify: fields missing", "pol verify {halfpol}", "malformed PoL log"),
+    Case("pol verify: tolerance negative", "pol verify {pol} --tolerance -1", "range"),
+    Case("pol verify: tolerance text", "pol verify {pol} --tolerance small", "float"),
+    Case("pol verify: factor below 1", "pol verify {pol} --factor 0.5", "range"),
+    Case("pol verify: top-q 0", "pol verify {pol} --top-q 0", "range"),
+    Case("pol verify: top-q and sample", "pol verify {pol} --top-q 2 --sample 2", "contradict"),
+    Case("pol verify: json exists", "pol verify {pol} --json {file}", "refusing to overwrite"),
+    Case("repudiate: no options", "repudiate", "Missing option"),
+    Case("repudiate: log missing", "repudiate --log {missing} --target {absent_txt} "
+         "-o {root}/por", "no PoL log"),
+    Case("repudiate: target missing", "repudiate --log {pol} --target {root}/no.txt "
+         "-o {root}/por", "no such file"),
+    Case("repudiate: target corpus broken", "repudiate --log {pol} --target {bad_json_jsonl} "
+         "-o {root}/por", "not valid JSON"),
+    Case("repudiate: target not in the data", "repudiate --log {pol} --target {absent_txt} "
+         "-o {root}/por", "does not occur"),
+    Case("repudiate: kappa 1", "repudiate --log {pol} --target {absent_txt} --kappa 1 "
+         "-o {root}/por", "range"),
+    Case("repudiate: mu 0", "repudiate --log {pol} --target {absent_txt} --mu 0 -o {root}/por",
+         "range"),
+    Case("repudiate: lambda 0", "repudiate --log {pol} --target {absent_txt} --lambda 0 "
+         "-o {root}/por", "range"),
+    Case("repudiate: out exists", "repudiate --log {pol} --target {absent_txt} -o {nonempty}",
+         "refusing to overwrite"),
+    Case("repudiate: out in read-only folder", "repudiate --log {pol} --target {absent_txt} "
+         "-o {ro}/por", "not writable"),
     Case("inject: v2 set not assigned", "canaries inject --canaries {v2} --corpus {corpus_jsonl} "
          "-o {root}/i2.jsonl", "no canaries yet"),
 )

@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "harness.cli.calibrate_cmd",
     "harness.cli.simulate_cmd",
     "harness.cli.evidence_cmd",
+    "harness.cli.pol_cmd",
 )
 
 

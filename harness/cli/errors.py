@@ -28,6 +28,7 @@ from harness.registry import TaskError
 from harness.results import ReportError
 from harness.stats import PlanViolation
 from harness.stats.scores import ScoreError
+from harness.train.pol import PoLError
 
 USER_ERRORS: tuple[type[Exception], ...] = (
     CanarySetError,
@@ -51,6 +52,7 @@ USER_ERRORS: tuple[type[Exception], ...] = (
     CustodyError,
     SigningError,
     PdfError,
+    PoLError,
     # the file system's own verdicts on a path the user gave: one line, naming the path
     FileNotFoundError,
     FileExistsError,

@@ -1,4 +1,4 @@
-"""Train a GPT-2-style causal LM from scratch on a text corpus with accelerate; save in HF format."""
+"""Train a GPT-2-style causal LM from scratch on a text corpus with accelerate; save as HF."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from harness.train.pol import PoLOptions
 
 
 @dataclass(frozen=True)
@@ -38,17 +40,64 @@ class TrainResult:
     seconds: float
 
 
+def encode_documents(texts: Sequence[str], tokenizer: Any) -> list[list[int]]:
+    """Token ids of each document, without special tokens (what `pack_blocks` concatenates)."""
+    return [tokenizer.encode(t, add_special_tokens=False) for t in texts]
+
+
 def pack_blocks(texts: Sequence[str], tokenizer: Any, block_size: int) -> torch.Tensor:
     """Concatenate documents with EOS between them and cut into (n, block_size) blocks."""
-    eos = tokenizer.eos_token_id
+    return pack_encoded(encode_documents(texts, tokenizer), tokenizer.eos_token_id, block_size)
+
+
+def pack_encoded(encoded: Sequence[list[int]], eos: int, block_size: int) -> torch.Tensor:
+    """`pack_blocks` on documents already encoded."""
     ids: list[int] = []
-    for t in texts:
-        ids.extend(tokenizer.encode(t, add_special_tokens=False))
+    for doc in encoded:
+        ids.extend(doc)
         ids.append(eos)
     n = len(ids) // block_size
     if n == 0:
         raise ValueError(f"corpus of {len(ids)} tokens is shorter than one block of {block_size}")
     return torch.tensor(ids[: n * block_size], dtype=torch.long).view(n, block_size)
+
+
+def gpt2_config(config: TrainConfig, tokenizer: Any) -> dict[str, Any]:
+    """The GPT2Config arguments of the model `train_causal_lm` builds (recorded in PoL logs)."""
+    return {
+        "vocab_size": len(tokenizer),
+        "n_positions": config.block_size * 2,
+        "n_embd": config.n_embd,
+        "n_layer": config.n_layer,
+        "n_head": config.n_head,
+        "bos_token_id": tokenizer.bos_token_id,
+        "eos_token_id": tokenizer.eos_token_id,
+        "pad_token_id": tokenizer.pad_token_id,
+        "resid_pdrop": 0.0,
+        "embd_pdrop": 0.0,
+        "attn_pdrop": 0.0,
+        "loss_type": "ForCausalLM",
+    }
+
+
+def lm_loss(model: Any, batch: torch.Tensor) -> torch.Tensor:
+    """The training loss of one minibatch of blocks: mean next-token cross-entropy."""
+    return model(input_ids=batch, attention_mask=torch.ones_like(batch), labels=batch).loss
+
+
+def _pol_header(
+    config: TrainConfig, tokenizer: Any, opt: torch.optim.Optimizer, total: int
+) -> dict[str, Any]:
+    d = opt.defaults
+    return {
+        "model": {"kind": "gpt2", "config": gpt2_config(config, tokenizer)},
+        "loss": "causal-lm-mean",
+        "optimizer": {"kind": "adamw", "betas": list(d["betas"]), "eps": d["eps"],
+                      "weight_decay": d["weight_decay"], "amsgrad": d["amsgrad"]},
+        "schedule": {"kind": "linear-warmup", "base_lr": config.lr,
+                     "warmup_steps": config.warmup_steps, "total_steps": total},
+        "batch_size": config.batch_size,
+    }
 
 
 def train_causal_lm(
@@ -58,8 +107,13 @@ def train_causal_lm(
     out_dir: str | Path,
     progress: bool = True,
     desc: str = "training",
+    pol: PoLOptions | None = None,
 ) -> TrainResult:
-    """Train from scratch and save model + tokenizer to `out_dir` (a transformers directory)."""
+    """Train from scratch and save model + tokenizer to `out_dir` (a transformers directory).
+
+    With `pol`, also write a proof-of-learning log (`harness.train.pol`); the training itself
+    is the same with or without it.
+    """
     from accelerate import Accelerator
     from accelerate.utils import set_seed
     from transformers import GPT2Config, GPT2LMHeadModel, get_linear_schedule_with_warmup
@@ -67,28 +121,29 @@ def train_causal_lm(
     set_seed(config.seed)
     t0 = time.time()
     accelerator = Accelerator(cpu=not torch.cuda.is_available())
-    blocks = pack_blocks(texts, tokenizer, config.block_size)
-    cfg = GPT2Config(
-        vocab_size=len(tokenizer),
-        n_positions=config.block_size * 2,
-        n_embd=config.n_embd,
-        n_layer=config.n_layer,
-        n_head=config.n_head,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-        resid_pdrop=0.0,
-        embd_pdrop=0.0,
-        attn_pdrop=0.0,
-        loss_type="ForCausalLM",
-    )
-    model = GPT2LMHeadModel(cfg)
+    encoded = encode_documents(texts, tokenizer)
+    blocks = pack_encoded(encoded, tokenizer.eos_token_id, config.block_size)
+    raw_model = GPT2LMHeadModel(GPT2Config(**gpt2_config(config, tokenizer)))
     gen = torch.Generator().manual_seed(config.seed)
-    loader = torch.utils.data.DataLoader(blocks, batch_size=config.batch_size, shuffle=True, generator=gen)
-    opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    # the loader yields block indices (same shuffle as over the blocks) so a PoL log can name them
+    loader = torch.utils.data.DataLoader(
+        torch.arange(len(blocks)), batch_size=config.batch_size, shuffle=True, generator=gen
+    )
+    raw_opt = torch.optim.AdamW(
+        raw_model.parameters(), lr=config.lr, weight_decay=config.weight_decay
+    )
     total = config.epochs * len(loader)
-    sched = get_linear_schedule_with_warmup(opt, config.warmup_steps, total)
-    model, opt, loader, sched = accelerator.prepare(model, opt, loader, sched)
+    sched = get_linear_schedule_with_warmup(raw_opt, config.warmup_steps, total)
+    recorder = None
+    if pol is not None:
+        from harness.train.pol_recorder import PoLRecorder
+
+        docs = [(t, len(e)) for t, e in zip(texts, encoded, strict=True)]
+        header = _pol_header(config, tokenizer, raw_opt, total)
+        recorder = PoLRecorder(pol, header, blocks, docs, tokenizer)
+        recorder.checkpoint(raw_model, raw_opt)
+    model, opt, loader, sched = accelerator.prepare(raw_model, raw_opt, loader, sched)
+    blocks = blocks.to(accelerator.device)
     model.train()
     bar = None
     if progress:
@@ -97,13 +152,16 @@ def train_causal_lm(
         bar = tqdm(total=total, desc=desc, unit="step")
     loss_value = float("nan")
     for _ in range(config.epochs):
-        for batch in loader:
-            loss = model(input_ids=batch, attention_mask=torch.ones_like(batch), labels=batch).loss
+        for idx in loader:
+            lr = raw_opt.param_groups[0]["lr"]
+            loss = lm_loss(model, blocks[idx])
             accelerator.backward(loss)
             opt.step()
             sched.step()
             opt.zero_grad()
             loss_value = float(loss.detach())
+            if recorder is not None:
+                recorder.record(lr, idx, raw_model, raw_opt)
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss_value:.3f}")
@@ -114,6 +172,8 @@ def train_causal_lm(
     unwrapped = accelerator.unwrap_model(model)
     unwrapped.save_pretrained(out)
     tokenizer.save_pretrained(out)
+    if recorder is not None:
+        recorder.finish(raw_model, raw_opt, str(accelerator.device))
     result = TrainResult(
         path=str(out),
         parameters=sum(p.numel() for p in unwrapped.parameters()),
