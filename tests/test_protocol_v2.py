@@ -215,6 +215,7 @@ def test_a_wrong_or_missing_secret_fails(world, tmp_path):
     bad = failed(checks_of(world.report, path))
     assert "secret not revealed" in bad["secret"]
     secret_path(path).write_text(json.dumps({"seed": (b"t" * 32).hex()}))
+    secret_path(path).chmod(0o600)
     bad = failed(checks_of(world.report, path))
     assert "seed digest" in bad["secret"] and "protocol: assigned" in bad
 
