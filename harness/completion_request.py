@@ -6,6 +6,12 @@ from the vocabulary, harness/serve_limits.max_token_bytes) and the request's tok
 (a lower bound on tokens), and only then tokenizing, after which exact token counts are
 checked. Fields this server does not implement are refused unless they hold OpenAI's neutral
 default, rather than silently ignored.
+
+`max_tokens: null` means what it means in vLLM's server (`get_max_tokens` in
+`vllm/entrypoints/utils.py`): as many tokens as the context leaves after the prompt, here also at
+most MAX_NEW_TOKENS. A prompt that tokenizes to no tokens is refused after tokenizing, with
+vLLM's message ("The decoder prompt cannot be empty"); an empty string is accepted where the
+tokenizer adds a BOS, as in vLLM.
 """
 
 from __future__ import annotations
@@ -25,12 +31,12 @@ from harness.serve_limits import (
     number_field,
     token_ids,
 )
+from harness.stop_rules import StopRule, stop_rule
 
 #: request fields accepted only at these (OpenAI default) values
 NEUTRAL = {
     "stream": (False, None),
     "suffix": (None, ""),
-    "stop": (None, [], ""),
     "presence_penalty": (0, 0.0, None),
     "frequency_penalty": (0, 0.0, None),
     "repetition_penalty": (1, 1.0, None),
@@ -41,7 +47,6 @@ NEUTRAL = {
     "logit_bias": (None, {}),
     "use_beam_search": (False, None),
     "min_tokens": (0, None),
-    "stop_token_ids": (None, []),
 }
 ACCEPTED = {
     "model",
@@ -56,6 +61,9 @@ ACCEPTED = {
     "return_token_ids",
     "add_special_tokens",
     "user",
+    "stop",
+    "stop_token_ids",
+    "include_stop_str_in_output",
 } | set(NEUTRAL)
 MAX_N, MAX_NEW_TOKENS = 64, 4096
 
@@ -67,12 +75,14 @@ class CompletionRequest:
     prompts: list[list[int]]
     echo: bool
     n: int
-    max_tokens: int
+    #: new tokens allowed per prompt (one entry per prompt: `max_tokens: null` fills each context)
+    max_tokens: tuple[int, ...]
     temperature: float
     logprobs: int | None
     prompt_logprobs: int | None
     seed: int | None
     return_token_ids: bool
+    stop: StopRule
 
 
 def _short(value: Any, limit: int = 60) -> str:
@@ -117,8 +127,6 @@ def _byte_checked(items: list[Any], sm: ScoringModel, budget: int, per_prompt: i
     cap, least = sm.max_model_len * per_token, 0
     for i, item in enumerate(items):
         if isinstance(item, str):
-            if not item:
-                raise RequestError(f"prompt {i} is empty")
             if len(item) > cap:  # a char is at least one UTF-8 byte: no need to encode
                 raise _too_long(i, f"{len(item)} characters", sm)
             try:
@@ -131,9 +139,7 @@ def _byte_checked(items: list[Any], sm: ScoringModel, budget: int, per_prompt: i
         elif isinstance(item, list):
             least += len(item) + per_prompt
         else:
-            raise RequestError(
-                "each prompt must be a non-empty string or a non-empty list of token ids"
-            )
+            raise RequestError("each prompt must be a string or a non-empty list of token ids")
         if least > budget:
             raise _over_budget(f"at least {least}", budget)
     return least
@@ -153,20 +159,37 @@ def _over_budget(tokens: str, budget: int) -> RequestError:
     )
 
 
-def _encode(items: list[Any], sm: ScoringModel, special: bool, max_tokens: int) -> list[list[int]]:
-    room = sm.max_model_len - max_tokens
+def _encode(items: list[Any], sm: ScoringModel, special: bool) -> list[list[int]]:
     out = []
     for i, item in enumerate(items):
         if isinstance(item, str):
             ids = list(sm.tokenizer.encode(item, add_special_tokens=special))
+            if not ids:  # vLLM's words (v1 input processor, _validate_prompt_len)
+                raise RequestError(f"prompt {i}: The decoder prompt cannot be empty (no tokens)")
         else:
             ids = token_ids(item, sm.vocab, f"prompt {i}", sm.max_model_len)
-        if len(ids) > room:
-            raise RequestError(
-                f"prompt of {len(ids)} tokens + max_tokens {max_tokens} exceeds {sm.max_model_len}"
-            )
         out.append(ids)
     return out
+
+
+def _new_tokens(
+    prompts: list[list[int]], asked: int | None, echo: bool, sm: ScoringModel
+) -> tuple[int, ...]:
+    """max_tokens per prompt: as asked, or (null) what the context leaves, each checked to fit."""
+    out = []
+    for ids in prompts:
+        room = sm.max_model_len - len(ids)
+        if asked is not None and asked > room:
+            raise RequestError(
+                f"prompt of {len(ids)} tokens + max_tokens {asked} exceeds {sm.max_model_len}"
+            )
+        if asked is None and room < (0 if echo else 1):
+            raise RequestError(
+                f"prompt of {len(ids)} tokens leaves no room in the model's context of "
+                f"{sm.max_model_len} for a generated token"
+            )
+        out.append(min(room, MAX_NEW_TOKENS) if asked is None else asked)
+    return tuple(out)
 
 
 def parse_completion_request(
@@ -176,20 +199,21 @@ def parse_completion_request(
     _check_fields(body, sm)
     echo = bool_field(body, "echo", False)
     n = int_field(body, "n", 1, 1, MAX_N)
-    max_tokens = int_field(body, "max_tokens", 16, 0 if echo else 1, MAX_NEW_TOKENS)
-    if body.get("max_tokens") is None and "max_tokens" in body:
-        raise RequestError(f"max_tokens must be an integer in 1..{MAX_NEW_TOKENS}")
+    fill = "max_tokens" in body and body["max_tokens"] is None  # null: up to the context
+    asked = None if fill else int_field(body, "max_tokens", 16, 0 if echo else 1, MAX_NEW_TOKENS)
     temperature = number_field(body, "temperature", 1.0, 0.0)
     logprobs = int_field(body, "logprobs", None, 0, sm.max_logprobs)
     prompt_lp = int_field(body, "prompt_logprobs", None, 0, sm.max_logprobs)
     seed = int_field(body, "seed", None, SEED_MIN, SEED_MAX)
     special = bool_field(body, "add_special_tokens", True)
     return_ids = bool_field(body, "return_token_ids", False)
+    stop = stop_rule(body, sm.vocab)
     items = _prompt_items(body, limits)
     budget = limits.request_tokens(sm.max_model_len)
-    _byte_checked(items, sm, budget, n * max_tokens)
-    prompts = _encode(items, sm, special, max_tokens)
-    total = sum(len(ids) for ids in prompts) + len(prompts) * n * max_tokens
+    _byte_checked(items, sm, budget, n * (asked if asked is not None else int(not echo)))
+    prompts = _encode(items, sm, special)
+    max_tokens = _new_tokens(prompts, asked, echo, sm)
+    total = sum(len(ids) + n * m for ids, m in zip(prompts, max_tokens, strict=True))
     if total > budget:
         raise _over_budget(str(total), budget)
     return CompletionRequest(
@@ -202,4 +226,5 @@ def parse_completion_request(
         prompt_logprobs=prompt_lp,
         seed=seed,
         return_token_ids=return_ids,
+        stop=stop,
     )

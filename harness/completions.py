@@ -6,9 +6,11 @@ token string (the actual token plus the top `logprobs`), `tokens` and `text_offs
 `prompt_logprobs` (keyed by token id, with rank) and `return_token_ids` extensions are
 supported. Log-probs are raw (before temperature), computed in float32 from the model's
 logits and clamped below at -9999 as vLLM does. Requests asking for features not implemented
-here (streaming, stop strings, penalties, top-p/top-k truncation ...) are refused with HTTP
+here (streaming, penalties, top-p/top-k truncation ...) are refused with HTTP
 400 rather than silently ignored (harness/completion_request.py); `/tokenize` and
-`/detokenize` are answered here too, under the same limits.
+`/detokenize` are answered here too, under the same limits. Stop strings and stop token ids
+follow OpenAI and vLLM (harness/stop_rules.py). Greedy `n > 1` returns n identical choices, as
+OpenAI's API does; vLLM's server refuses it ("n must be 1 when using greedy sampling").
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from harness.serve_limits import (
     bool_field,
     token_ids,
 )
+from harness.stop_rules import Ending, ending
 
 __all__ = [
     "Cancelled",
@@ -54,40 +57,38 @@ def completions(
     """Answer one `/v1/completions` request (no streaming); Cancelled once should_stop()."""
     r = parse_completion_request(body, sm, limits or ServeLimits())
     k = max(r.logprobs or 0, r.prompt_logprobs or 0, 1)
-    greedy_one = r.max_tokens <= 1 and r.temperature == 0
+    greedy_one = [m <= 1 and r.temperature == 0 for m in r.max_tokens]
     prompt_scores = (
         sm.score(r.prompts, k, should_stop)
-        if greedy_one or r.echo or r.prompt_logprobs is not None
+        if any(greedy_one) or r.echo or r.prompt_logprobs is not None
         else None
     )
     choices, gen_total = [], 0
     for p, ids in enumerate(r.prompts):
-        if r.max_tokens == 0:
-            conts = [[] for _ in range(r.n)]
-        elif greedy_one:
-            conts = [[prompt_scores[p].next_top_ids[0]]] * r.n
-        else:
-            conts = sm.sample(ids, r.max_tokens, r.n, r.temperature, r.seed, should_stop)
+        endings = [
+            ending(c, r.stop, sm.tokenizer, sm.tokenizer.eos_token_id)
+            for c in _continuations(p, r, sm, prompt_scores, should_stop)
+        ]
         full = None
         if r.logprobs is not None:
             full = (
                 [prompt_scores[p]] * r.n
-                if greedy_one or r.max_tokens == 0
-                else sm.score([ids + c for c in conts], k, should_stop)
+                if greedy_one[p] or r.max_tokens[p] == 0
+                else sm.score([ids + e.tokens for e in endings], k, should_stop)
             )
-        for j, cont in enumerate(conts):
+        for j, end in enumerate(endings):
             choices.append(
                 _choice(
                     len(choices),
                     ids,
-                    cont,
+                    end,
                     full[j] if full else None,
                     prompt_scores[p] if prompt_scores else None,
                     r,
                     sm,
                 )
             )
-            gen_total += len(cont)
+            gen_total += len(end.tokens)
     n_prompt = sum(len(ids) for ids in r.prompts)
     return {
         "id": f"cmpl-{uuid.uuid4().hex}",
@@ -104,25 +105,38 @@ def completions(
     }
 
 
+def _continuations(
+    p: int,
+    r: CompletionRequest,
+    sm: ScoringModel,
+    prompt_scores: list[SeqScores] | None,
+    should_stop: Callable[[], bool],
+) -> list[list[int]]:
+    """n generated token lists for prompt p; greedy n > 1 gives n copies of one, as OpenAI."""
+    m = r.max_tokens[p]
+    if m == 0:
+        return [[] for _ in range(r.n)]
+    if m == 1 and r.temperature == 0 and prompt_scores is not None:
+        return [[prompt_scores[p].next_top_ids[0]] for _ in range(r.n)]  # scored already
+    return sm.sample(r.prompts[p], m, r.n, r.temperature, r.seed, should_stop, r.stop)
+
+
 def _choice(
     index: int,
     ids: list[int],
-    cont: list[int],
+    end: Ending,
     full: SeqScores | None,
     prompt_sc: SeqScores | None,
     r: CompletionRequest,
     sm: ScoringModel,
 ) -> dict[str, Any]:
-    tok = sm.tokenizer
-    eos = tok.eos_token_id
-    text = tok.decode(cont, skip_special_tokens=True)
-    finish = "stop" if cont and cont[-1] == eos else "length"
+    tok, cont = sm.tokenizer, end.tokens
     choice: dict[str, Any] = {
         "index": index,
-        "text": (tok.decode(ids) + text) if r.echo else text,
+        "text": (tok.decode(ids) + end.text) if r.echo else end.text,
         "logprobs": None,
-        "finish_reason": finish,
-        "stop_reason": None,
+        "finish_reason": end.finish_reason,
+        "stop_reason": end.stop_reason,
         "prompt_logprobs": None,
     }
     if r.logprobs is not None and full is not None:

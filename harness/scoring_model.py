@@ -18,7 +18,10 @@ from typing import Any
 import torch
 from transformers import StoppingCriteria
 
+from harness.stop_rules import StopRule, StopWatch
+
 POLL_S = 0.05
+NO_STOP = StopRule()
 
 
 def never() -> bool:
@@ -179,14 +182,18 @@ class ScoringModel:
         temperature: float,
         seed: int | None,
         should_stop: Callable[[], bool] = never,
+        rule: StopRule = NO_STOP,
     ) -> list[list[int]]:
-        """n continuations of one prompt (greedy at temperature 0), cut after the first EOS.
+        """n continuations of one prompt (greedy at temperature 0: one, repeated n times), each
+        cut after its first EOS, stop token id or the token completing a stop string.
 
         One turn for the whole call: seeding and sampling must not interleave with another
         request's sampling. should_stop is checked after every generated token.
         """
         ids = torch.tensor([prompt], device=self.backend.device)
         sampled, stop = temperature > 0, _StopWhen(should_stop)
+        eos = self.tokenizer.eos_token_id
+        watch = StopWatch(rule, self.tokenizer, len(prompt), eos)
         with self.turns.turn(should_stop), torch.inference_mode():
             torch.manual_seed(0 if seed is None else seed)
             out = self.model.generate(
@@ -199,16 +206,15 @@ class ScoringModel:
                 top_p=None,
                 num_return_sequences=n if sampled else 1,
                 pad_token_id=self.backend.pad_id,
-                stopping_criteria=[stop],
+                stopping_criteria=[stop, watch] if rule.active else [stop],
             )
         if stop.fired:
             raise Cancelled()
-        if not sampled:
-            out = out.expand(n, -1)
-        eos = self.tokenizer.eos_token_id
         conts = []
-        for row in out[:, len(prompt) :].tolist():
-            if eos is not None and eos in row:
+        for r, row in enumerate(out[:, len(prompt) :].tolist()):
+            if r in watch.ended:
+                row = row[: watch.ended[r]]
+            elif eos is not None and eos in row:
                 row = row[: row.index(eos) + 1]
             conts.append(row)
-        return conts
+        return conts if sampled else [list(conts[0]) for _ in range(n)]

@@ -4,7 +4,9 @@ Backends: `hf` (always), `openai` (against a real `tdp serve` on loopback, alway
 (only where `vllm` imports and a CUDA device exists; it runs the real engine, in float32).
 Tolerance against the float32 transformers reference, max abs difference per token log-prob:
 1e-5 for hf and openai (the same fp32 arithmetic behind HTTP), 2e-3 for vllm (other kernels,
-not batch-invariant). Batch independence is held to the same tolerances.
+not batch-invariant). Batch independence is held to the same tolerances. Greedy `n > 1` gives n
+identical strings on every backend (vLLM refuses n > 1 at temperature 0, so the vllm and openai
+backends ask for one continuation and repeat it).
 """
 
 from __future__ import annotations

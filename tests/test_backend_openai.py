@@ -60,6 +60,12 @@ def test_spec_syntax():
     assert split_endpoint(spec.model) == ("http://127.0.0.1:8000/v1", "meta-llama/Llama-3.2-1B")
     assert split_endpoint("https://h.example/api/v1") == ("https://h.example/api/v1", None)
     assert split_endpoint("http://h:1/v1/org/v1") == ("http://h:1/v1", "org/v1")
+    # a served name that is an absolute path keeps its slash (double slash after /v1)
+    assert split_endpoint("http://h:8000/v1//abs/path/model") == (
+        "http://h:8000/v1",
+        "/abs/path/model",
+    )
+    assert split_endpoint("http://h:8000/v1/") == ("http://h:8000/v1", None)
     for bad in ("127.0.0.1:8000/v1/m", "http://h:8000/m", "ftp://h/v1/m"):
         with pytest.raises(BackendError, match="/v1"):
             split_endpoint(bad)

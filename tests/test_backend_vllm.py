@@ -126,6 +126,9 @@ class FakeSamplingParams:
         unknown = set(kwargs) - set(self.__struct_fields__)
         if unknown:
             raise TypeError(f"unexpected {unknown}")
+        # vLLM's SamplingParams._verify_greedy_sampling (temperature below _SAMPLING_EPS)
+        if kwargs.get("temperature", 1.0) < 1e-5 and kwargs.get("n", 1) > 1:
+            raise ValueError(f"n must be 1 when using greedy sampling, got {kwargs['n']}.")
         self.kwargs = kwargs
 
 
@@ -305,6 +308,7 @@ def test_scoring_and_engine_settings():
     g = generation_params_kwargs(8, 3, 0.7, 11)
     assert g["seed"] == 11 and g["n"] == 3 and g["top_k"] == 0 and g["detokenize"] is False
     assert "seed" not in generation_params_kwargs(8, 1, 0.0, 11)
+    assert generation_params_kwargs(8, 3, 0.0, 11)["n"] == 1  # vLLM refuses greedy n > 1
     with pytest.raises(BackendError, match="max_new_tokens"):
         generation_params_kwargs(0, 1, 0.0, 0)
 
@@ -359,6 +363,10 @@ def test_generate_returns_n_decoded_continuations_in_index_order(model_dir, hf_r
     ref = hf_reference.generate(["The quick", "Return the"], max_new_tokens=5)
     assert [row[0] for row in out] == [row[0] for row in ref]
     assert engine.calls[-1]["detokenize"] is False and engine.calls[-1]["max_tokens"] == 5
+    # greedy n = 3: one continuation asked of the engine (vLLM refuses n > 1), repeated
+    assert engine.calls[-1]["n"] == 1 and all(len(set(row)) == 1 for row in out)
+    backend.generate(["The quick"], max_new_tokens=2, n=3, temperature=0.7, seed=1)
+    assert engine.calls[-1]["n"] == 3 and engine.calls[-1]["seed"] == 1
 
 
 def test_fingerprint_records_numerics_settings(model_dir, hf_reference, monkeypatch):

@@ -58,14 +58,19 @@ def tiny_lm_dir(tmp_path_factory, seed: int = 0) -> Path:  # noqa: ANN001 - pyte
 
 
 @contextmanager
-def serving(model_dir: Path, api_key: str | None = None, handler=None) -> Iterator:  # noqa: ANN001
+def serving(
+    model_dir: Path,
+    api_key: str | None = None,
+    handler=None,  # noqa: ANN001
+    name: str = "tiny",
+) -> Iterator:
     """A real `tdp serve` ScoringServer on a free loopback port, in a background thread."""
     from harness.backends.hf import HFBackend
     from harness.completions import ScoringModel
     from harness.serve import ScoringServer
 
     backend = HFBackend(str(model_dir), dtype="float32", device="cpu", batch_size=4)
-    server = ScoringServer(ScoringModel(backend, "tiny"), "127.0.0.1", 0, api_key, handler)
+    server = ScoringServer(ScoringModel(backend, name), "127.0.0.1", 0, api_key, handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

@@ -413,7 +413,8 @@ class HFBackend:
         """Continuations as token ids of prompts given as token ids (never re-tokenized).
 
         The scoring prefix (BOS, else EOS) goes in front as in `encode`; each continuation is
-        cut at its first EOS, so padding after an early stop is not returned.
+        cut at its first EOS, so padding after an early stop is not returned. Greedy `n > 1`
+        gives n copies of the one greedy continuation, as `generate` does.
         """
         torch.manual_seed(seed)
         eos = self.tokenizer.eos_token_id
@@ -436,9 +437,10 @@ class HFBackend:
                 do_sample=temperature > 0,
                 temperature=temperature if temperature > 0 else None,
                 top_k=0 if temperature > 0 else None,
-                num_return_sequences=n,
+                num_return_sequences=n if temperature > 0 else 1,  # greedy: one, repeated
                 pad_token_id=self.pad_id,
             )
             rows = gen[:, ids.shape[1] :].tolist()
+            rows = rows if temperature > 0 else [list(rows[0]) for _ in range(n)]
             results.append([r[: r.index(eos)] if eos in r else r for r in rows])
         return results

@@ -2,8 +2,10 @@
 
 Spec: `openai:<base URL ending in /v1>/<served model name>[,key=value...]`, for example
 `openai:http://127.0.0.1:8000/v1/meta-llama/Llama-3.2-1B,tokenizer=./tok,concurrency=8`.
-Everything after the first `/v1/` is the served model name; with the URL ending in `/v1` the
-server's only model is used. The API key is read from the environment variable named by
+Everything after the first `/v1/` is the served model name, verbatim (a name that starts with
+"/", as `vllm serve /abs/path` and `tdp serve hf:/abs/path` name a local model, takes a double
+slash: `openai:http://127.0.0.1:8000/v1//abs/path`); with the URL ending in `/v1` the server's
+only model is used. The API key is read from the environment variable named by
 `api_key_env` (default OPENAI_API_KEY) and is never logged, fingerprinted or reported.
 
 Scoring posts token-id prompts (our tokenizer, scoring prefix in front, never re-tokenized by
@@ -60,7 +62,12 @@ class OpenAISettings:
 
 
 def split_endpoint(url: str) -> tuple[str, str | None]:
-    """`http://h:8000/v1/org/model` -> (`http://h:8000/v1`, `org/model`); no name -> None."""
+    """`http://h:8000/v1/org/model` -> (`http://h:8000/v1`, `org/model`); no name -> None.
+
+    The name is everything after the first `/v1/`, verbatim, so a name that starts with "/"
+    (the default name `vllm serve` and `tdp serve` give a local path) is written with a double
+    slash: `http://h:8000/v1//abs/path/model` -> `/abs/path/model`.
+    """
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise BackendError(
@@ -76,7 +83,7 @@ def split_endpoint(url: str) -> tuple[str, str | None]:
             f"openai backend URL {url!r} has no /v1 path (e.g. http://host:8000/v1/model)"
         )
     cut = segments.index("v1") + 1
-    base_path, name = "/".join(segments[:cut]), "/".join(segments[cut:]).strip("/") or None
+    base_path, name = "/".join(segments[:cut]), "/".join(segments[cut:]) or None
     return urlunsplit((parts.scheme, parts.netloc, base_path, "", "")), name
 
 
@@ -252,28 +259,35 @@ class OpenAIBackend:
         temperature: float = 0.0,
         seed: int = 0,
     ) -> list[list[str]]:
-        """Greedy (temperature 0) or sampled continuations; choices come prompt-major."""
+        """Greedy (temperature 0) or sampled continuations; choices come prompt-major.
+
+        Greedy asks for one choice per prompt and repeats it n times: vLLM's server refuses
+        n > 1 at temperature 0, and greedy decoding has one answer.
+        """
         if max_new_tokens < 1 or n < 1 or temperature < 0:
             raise BackendError("generate needs max_new_tokens >= 1, n >= 1 and temperature >= 0")
         encoded = [self.encode(p) for p in prompts]
         bs = self.settings.batch_size
         batches = [encoded[i : i + bs] for i in range(0, len(encoded), bs)]
+        asked = n if temperature > 0 else 1
 
         def run(batch: list[list[int]]) -> list[list[str]]:
             body: dict[str, Any] = {
                 "model": self.model_id,
                 "prompt": batch,
-                "n": n,
+                "n": asked,
                 "max_tokens": max_new_tokens,
                 "temperature": float(temperature),
                 "top_p": 1.0,
             }
             if temperature > 0:
                 body["seed"] = seed
-            choices = self._choices(self.client.post("/completions", body), len(batch) * n)
-            return [
-                [c.get("text", "") for c in choices[i * n : (i + 1) * n]] for i in range(len(batch))
+            choices = self._choices(self.client.post("/completions", body), len(batch) * asked)
+            rows = [
+                [c.get("text", "") for c in choices[i * asked : (i + 1) * asked]]
+                for i in range(len(batch))
             ]
+            return rows if asked == n else [row * n for row in rows]
 
         with ThreadPoolExecutor(max_workers=self.settings.concurrency) as pool:
             return [row for rows in pool.map(run, batches) for row in rows]
@@ -328,4 +342,7 @@ def model_card(client: JsonClient, served: str | None) -> dict[str, Any]:
     for m in data:
         if m.get("id") == served:
             return dict(m)
+    loose = [m for m in data if m.get("id") == served.rstrip("/")]
+    if len(loose) == 1:  # specs written before names were read verbatim: `.../v1/org/model/`
+        return dict(loose[0])
     raise BackendError(f"server at {client.shown_url} does not serve {served!r}; it serves {ids}")

@@ -93,7 +93,12 @@ def scoring_params_kwargs(flat_logprobs: bool) -> dict[str, Any]:
 def generation_params_kwargs(
     max_new_tokens: int, n: int, temperature: float, seed: int
 ) -> dict[str, Any]:
-    """SamplingParams for greedy (temperature 0) or full-distribution sampled continuations."""
+    """SamplingParams for greedy (temperature 0) or full-distribution sampled continuations.
+
+    Greedy asks the engine for one continuation whatever n is: vLLM refuses n > 1 at temperature
+    0 (`SamplingParams._verify_greedy_sampling`: "n must be 1 when using greedy sampling"), and
+    greedy decoding has one answer, which `VLLMBackend.generate` repeats n times.
+    """
     if max_new_tokens < 1:
         raise BackendError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
     if n < 1:
@@ -101,7 +106,7 @@ def generation_params_kwargs(
     if temperature < 0:
         raise BackendError(f"temperature must be >= 0, got {temperature}")
     kw: dict[str, Any] = {
-        "n": n,
+        "n": n if temperature > 0 else 1,  # vLLM refuses greedy n > 1: generate() repeats
         "max_tokens": max_new_tokens,
         "temperature": float(temperature),
         "top_p": 1.0,
@@ -300,18 +305,19 @@ class VLLMBackend:
         temperature: float = 0.0,
         seed: int = 0,
     ) -> list[list[str]]:
-        """Greedy (temperature 0) or sampled continuations, decoded without the prompt."""
+        """Greedy (temperature 0: one continuation, repeated n times) or sampled continuations,
+        decoded without the prompt."""
         params = self._params_cls(**generation_params_kwargs(max_new_tokens, n, temperature, seed))
         encoded = [self.encode(p) for p in prompts]
         results = self._run(encoded, params)
+        asked = n if temperature > 0 else 1
         texts: list[list[str]] = []
         for res in results:
             outs = sorted(res.outputs, key=lambda o: o.index)
-            if len(outs) != n:
-                raise BackendError(f"vLLM returned {len(outs)} continuations, asked for {n}")
-            texts.append(
-                [self.tokenizer.decode(list(o.token_ids), skip_special_tokens=True) for o in outs]
-            )
+            if len(outs) != asked:
+                raise BackendError(f"vLLM returned {len(outs)} continuations, asked for {asked}")
+            row = [self.tokenizer.decode(list(o.token_ids), skip_special_tokens=True) for o in outs]
+            texts.append(row if asked == n else row * n)
         return texts
 
     def _run(self, encoded: Sequence[list[int]], params: Any) -> list[Any]:
