@@ -14,7 +14,8 @@ import statistics
 import time
 from pathlib import Path
 
-from harness.protocol.beacon import BeaconRound, LocalTestBeacon, get_chain, verify_round
+from harness.protocol.beacon import BeaconRound, get_chain, verify_round
+from harness.protocol.local_beacon import LocalTestBeacon
 
 FIXTURES = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "drand_rounds.json"
 

@@ -487,8 +487,9 @@ def part_e(work: Path, rev: str, n: int) -> dict | None:
     import random
 
     from canaries.html import CARRIERS as NEW
-    from canaries.html import HtmlEmbedError, embed_in_page
+    from canaries.html import HtmlEmbedError
     from canaries.landing import PARSERS
+    from canaries.splice import embed_in_page
 
     src = subprocess.run(["git", "-C", str(ROOT), "show", f"{rev}:canaries/html.py"],
                          capture_output=True, text=True)  # fmt: skip

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import secrets
 import os
+import secrets
 import stat
 import warnings
 from dataclasses import asdict, dataclass, field, replace

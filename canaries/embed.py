@@ -39,13 +39,13 @@ from canaries.html import (
     Carrier,
     HtmlEmbedError,
     decode_page,
-    embed_in_page,
     get_carrier,
     page_seed,
 )
 from canaries.landing import require_parsers
 from canaries.pagetree import PageEntry, PageTree, name_parts, read_page, scan_tree
 from canaries.sandbox import Failed, Sandbox
+from canaries.splice import embed_in_page
 
 log = logging.getLogger(__name__)
 MANIFEST_FORMAT = "tdp-embed-manifest"

@@ -19,7 +19,6 @@ or has no usable container, gets a per-page error instead.
 
 from __future__ import annotations
 
-import hashlib
 import html
 import re
 from dataclasses import dataclass, field
@@ -374,60 +373,6 @@ def choose_point(
     return Point(chosen.insert_at, chosen.tag, chosen.anchor)
 
 
-@dataclass(frozen=True)
-class Embedding:
-    """One canary spliced into one page: enough to find it again and to undo it."""
-
-    char_offset: int
-    byte_offset: int
-    inserted: str  # the carrier's markup exactly as spliced
-    sha256_before: str
-    sha256_after: str
-
-
-def check_landing(new_text: str, carrier: Carrier, canary: str, point: Point) -> None:
-    """Both parsers must put the canary where the carrier says (see canaries.landing)."""
-    from canaries.landing import check_landing as check
-
-    check(new_text, carrier, canary, point)
-
-
-def embed_in_page(
-    data: bytes,
-    canary: str,
-    carrier: Carrier,
-    seed: bytes,
-    max_bytes: int = MAX_PAGE_BYTES,
-    min_chars: int = MIN_PARAGRAPH_CHARS,
-) -> tuple[bytes, Embedding]:
-    """Pure core: the page's bytes with the carrier spliced in, and where it went."""
-    text = decode_page(data, max_bytes)
-    markup = render_carrier(carrier, canary)
-    point = choose_point(scan_page(text), carrier, HashDRBG(seed, "embed-point"), min_chars)
-    at = point.at
-    new_text = text[:at] + markup + text[at:]
-    check_landing(new_text, carrier, canary, point)
-    out = new_text.encode("utf-8")
-    return out, Embedding(
-        char_offset=at,
-        byte_offset=len(text[:at].encode("utf-8")),
-        inserted=markup,
-        sha256_before=hashlib.sha256(data).hexdigest(),
-        sha256_after=hashlib.sha256(out).hexdigest(),
-    )
-
-
-def remove_embedding(data: bytes, e: Embedding) -> bytes:
-    """Undo an embedding: the page's original bytes (checked against the recorded hash)."""
-    b = e.inserted.encode("utf-8")
-    if data[e.byte_offset : e.byte_offset + len(b)] != b:
-        raise HtmlEmbedError("the recorded carrier is not at the recorded offset")
-    out = data[: e.byte_offset] + data[e.byte_offset + len(b) :]
-    if hashlib.sha256(out).hexdigest() != e.sha256_before:
-        raise HtmlEmbedError("page differs from the original outside the carrier")
-    return out
-
-
 def page_seed(seed: bytes, page: str, canary_id: str, carrier: str) -> bytes:
     """The per-page seed that picks the paragraph: recomputable from the manifest."""
     return derive_seed("tdp-embed-v1", seed, page, canary_id, carrier)
@@ -436,12 +381,9 @@ def page_seed(seed: bytes, page: str, canary_id: str, carrier: str) -> bytes:
 __all__ = [
     "CARRIERS",
     "Carrier",
-    "Embedding",
     "HtmlEmbedError",
-    "embed_in_page",
     "get_carrier",
     "page_seed",
-    "remove_embedding",
     "render_carrier",
     "scan_page",
 ]

@@ -43,10 +43,19 @@ import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 
-from harness.backends.base import Fingerprint
+
+class Fingerprint(Protocol):
+    """What the cache needs of a backend fingerprint (harness.backends.base.Fingerprint): a
+    digest that keys its entries and a dict written beside them for people. A protocol, so the
+    cache, a lower layer than the backends, imports none of them."""
+
+    def digest(self) -> str: ...
+
+    def to_dict(self) -> dict[str, Any]: ...
 
 MAGIC = b"TDPCACHE1\n"
 FORMAT_DIR = "v1"

@@ -21,7 +21,6 @@ from harness.protocol.beacon import (
     BeaconChain,
     BeaconError,
     BeaconRound,
-    LocalTestBeacon,
     compute_chain_hash,
     first_round_after,
     get_chain,
@@ -29,6 +28,7 @@ from harness.protocol.beacon import (
     round_time,
     verify_round,
 )
+from harness.protocol.local_beacon import LocalTestBeacon
 
 FIXTURES = Path(__file__).parent / "fixtures" / "drand_rounds.json"
 QUICKNET, DEFAULT = get_chain("quicknet"), get_chain("default")

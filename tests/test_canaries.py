@@ -131,8 +131,9 @@ def test_recommitted_forgery_is_caught_by_spec_checks(tmp_path):
     d = json.loads(path.read_text())
     d["canaries"][0]["units"][0] = "notaneffword"
     d["canaries"][0]["text"] = " ".join(d["canaries"][0]["units"])
-    from canaries.canary_set import canary_set_from_dict, canonical_json
     import hashlib
+
+    from canaries.canary_set import canary_set_from_dict, canonical_json
 
     payload = {k: d[k] for k in ("spec", "canaries", "plan", "salt")}
     d["commitment"] = hashlib.sha256(canonical_json(payload)).hexdigest()

@@ -15,9 +15,9 @@ from canaries.drbg import derive_seed
 from canaries.generators import tokens_spec, words_spec
 from canaries.inject import inject_texts
 from harness.audit import AuditContext, make_report, run_audit
+from harness.results import load_report
 from harness.stats.extraction import count_matches, extraction_test
 from harness.stats.overlap import bleu, exact_prefix_length, longest_common_substring, overlap
-from harness.results import load_report
 from tasks.extraction import (
     ExtractionConfig,
     document_prompts,

@@ -62,8 +62,8 @@ def test_unknown_model_path_is_a_clear_error(tmp_path):
 
 
 def test_tokenizer_that_drops_text_is_refused(tiny_world, tmp_path):
-    from transformers import PreTrainedTokenizerFast
     from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.WordLevel({"[UNK]": 0, "hello": 1, "world": 2}, unk_token="[UNK]"))
     tok.pre_tokenizer = pre_tokenizers.Whitespace()

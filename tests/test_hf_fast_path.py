@@ -16,8 +16,8 @@ from tiny_lm import TEXTS, tiny_lm_dir
 
 from harness.backends.base import BackendError, supports_vocab_stats
 from harness.backends.hf import HFBackend
-from harness.stats.scores import SCORES, ScoreError, ScoreInputs, compute_score
 from harness.scoring import ScoringRequest, score_texts
+from harness.stats.scores import SCORES, ScoreError, ScoreInputs, compute_score
 
 TOL = 1e-5
 SEED = bytes(range(32))

@@ -24,8 +24,9 @@ from canaries.commit import clean_beside, recover
 from canaries.embed import TooFewPages, embed_pages, load_manifest, manifest_path_for
 from canaries.files import OutputError, remove_path
 from canaries.generators import words_spec
-from canaries.html import CARRIERS, HtmlEmbedError, Point, embed_in_page
+from canaries.html import CARRIERS, HtmlEmbedError, Point
 from canaries.pagetree import name_parts, record_name, scan_tree
+from canaries.splice import embed_in_page
 from harness.cli import main
 
 sys.path.insert(0, str(Path(__file__).parent))

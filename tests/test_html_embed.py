@@ -13,7 +13,8 @@ from canaries.canary_set import Plan, load_canary_set, new_canary_set, save_cana
 from canaries.embed import embed_pages, load_manifest, manifest_path_for
 from canaries.files import OutputError
 from canaries.generators import words_spec
-from canaries.html import CARRIERS, HtmlEmbedError, embed_in_page, get_carrier, remove_embedding
+from canaries.html import CARRIERS, HtmlEmbedError, get_carrier
+from canaries.splice import embed_in_page, remove_embedding
 from harness.cli import main
 
 CANARY = "alpha bravo charlie delta echo"

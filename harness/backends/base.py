@@ -6,16 +6,46 @@ import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from harness.backends.identity import ModelIdentity
+#: the identity scheme of `ModelIdentity`: digests of the stored tensors and canonical tokenizer
+IDENTITY_SCHEME = "tensors-v1"
 
 
 class BackendError(RuntimeError):
     """A model cannot be loaded or scored; the message names the model and the problem."""
+
+
+@dataclass(frozen=True)
+class ModelIdentity:
+    """Digests of the stored weight tensors and of the tokenizer's canonical content."""
+
+    weights: str | None
+    tokenizer: str | None
+    scheme: str = IDENTITY_SCHEME
+
+    def digest(self) -> str:
+        """sha256 of the canonical JSON of the fields (the scheme included)."""
+        blob = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Any) -> ModelIdentity:
+        if not isinstance(d, dict) or not {"weights", "tokenizer"} <= set(d) <= {
+            "weights", "tokenizer", "scheme"
+        }:
+            raise BackendError(f"malformed model identity {d!r}: needs weights, tokenizer, scheme")
+        values = (d["weights"], d["tokenizer"], d.get("scheme", IDENTITY_SCHEME))
+        if not all(v is None or isinstance(v, str) for v in values[:2]) or not isinstance(
+            values[2], str
+        ):
+            raise BackendError(f"malformed model identity {d!r}: fields must be strings")
+        return cls(*values)
 
 
 @dataclass(frozen=True)
@@ -78,8 +108,6 @@ class Fingerprint:
         """The content identity (weights and tokenizer digests), None for old fingerprints."""
         if self.identity_scheme is None:
             return None
-        from harness.backends.identity import ModelIdentity
-
         return ModelIdentity(self.weights_sha256, self.tokenizer_sha256, self.identity_scheme)
 
 

@@ -17,9 +17,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from harness.backends.base import BackendError, Fingerprint, VocabStats
+from harness.backends.base import BackendError, Fingerprint, ModelIdentity, VocabStats
 from harness.backends.hub import looks_local, require_hub_or_cache
-from harness.backends.identity import ModelIdentity, config_digest, identity_of_dir, model_dir
+from harness.backends.identity import config_digest, identity_of_dir, model_dir
 from harness.backends.spec import ModelSpec
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}

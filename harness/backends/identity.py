@@ -12,16 +12,14 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from canaries.tokenizer_identity import tokenizer_digest
-from harness.backends.base import BackendError
+from harness.backends.base import BackendError, ModelIdentity
 from harness.backends.hub import looks_local
 from harness.backends.spec import ModelSpec, parse_model_spec
 from harness.backends.tensor_digest import (
-    SCHEME,
     index_shards,
     pick_weight_names,
     weight_files,
@@ -33,36 +31,6 @@ log = logging.getLogger(__name__)
 #: the small files a hub snapshot needs besides weights: config, indexes, tokenizer
 _HUB_META = ["*.json", "*.txt", "*.model", "tokenizer*"]
 _HUB_TIMEOUT_S = 10.0
-
-
-@dataclass(frozen=True)
-class ModelIdentity:
-    """Digests of the stored weight tensors and of the tokenizer's canonical content."""
-
-    weights: str | None
-    tokenizer: str | None
-    scheme: str = SCHEME
-
-    def digest(self) -> str:
-        """sha256 of the canonical JSON of the fields (the scheme included)."""
-        blob = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(blob.encode()).hexdigest()
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: Any) -> ModelIdentity:
-        if not isinstance(d, dict) or not {"weights", "tokenizer"} <= set(d) <= {
-            "weights", "tokenizer", "scheme"
-        }:
-            raise BackendError(f"malformed model identity {d!r}: needs weights, tokenizer, scheme")
-        values = (d["weights"], d["tokenizer"], d.get("scheme", SCHEME))
-        if not all(v is None or isinstance(v, str) for v in values[:2]) or not isinstance(
-            values[2], str
-        ):
-            raise BackendError(f"malformed model identity {d!r}: fields must be strings")
-        return cls(*values)
 
 
 def identity_of_dir(directory: str | Path, tokenizer: Any = None) -> ModelIdentity:
@@ -100,30 +68,12 @@ def identity_of_spec(spec: str | ModelSpec) -> ModelIdentity | None:
     if isinstance(spec, str):
         spec = parse_model_spec(spec, tuple(BACKENDS))
     if spec.backend == "openai":
+        from harness.backends.openai_compat import served_identity
+
         return served_identity(spec)
     if spec.backend not in ("hf", "vllm"):
         raise BackendError(f"no identity rule for backend {spec.backend!r}")
     return identity_of_dir(model_dir(spec.model, spec.revision))
-
-
-def served_identity(spec: ModelSpec) -> ModelIdentity | None:
-    """The identity an OpenAI-compatible server publishes for the served model, if any."""
-    from harness.backends.http_client import JsonClient
-    from harness.backends.openai_compat import OpenAISettings, model_card, split_endpoint
-
-    try:
-        s = OpenAISettings(**spec.options)
-    except (TypeError, ValueError) as e:
-        raise BackendError(f"openai backend options: {e}") from e
-    base, served = split_endpoint(spec.model)
-    client = JsonClient(base, s.api_key_env, s.timeout_s, s.max_retries, s.backoff_s)
-    return card_identity(model_card(client, served))
-
-
-def card_identity(card: dict[str, Any]) -> ModelIdentity | None:
-    """The identity in a /v1/models entry (`tdp.identity`), or None when it has none."""
-    raw = (card.get("tdp") or {}).get("identity")
-    return None if raw is None else ModelIdentity.from_dict(raw)
 
 
 # --- where a model's files are ----------------------------------------------------------------
@@ -203,13 +153,11 @@ def _hub_weight_files(snap: Path, names: set[str]) -> list[str]:
 
 __all__ = [
     "ModelIdentity",
-    "card_identity",
     "config_digest",
     "identity_of_dir",
     "identity_of_spec",
     "looks_local",
     "model_dir",
-    "served_identity",
     "tokenizer_digest",
     "weight_files",
     "weights_digest",

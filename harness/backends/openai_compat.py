@@ -29,10 +29,9 @@ from urllib.parse import urlsplit, urlunsplit
 import numpy as np
 
 from canaries.tokenizer_identity import tokenizer_digest, tokenizer_match
-from harness.backends.base import BackendError, Fingerprint
+from harness.backends.base import BackendError, Fingerprint, ModelIdentity
 from harness.backends.encoding import load_tokenizer, scoring_ids, scoring_prefix_id
 from harness.backends.http_client import JsonClient
-from harness.backends.identity import ModelIdentity, card_identity
 from harness.backends.spec import ModelSpec
 from harness.backends.tensor_digest import SCHEME
 
@@ -346,3 +345,20 @@ def model_card(client: JsonClient, served: str | None) -> dict[str, Any]:
     if len(loose) == 1:  # specs written before names were read verbatim: `.../v1/org/model/`
         return dict(loose[0])
     raise BackendError(f"server at {client.shown_url} does not serve {served!r}; it serves {ids}")
+
+
+def served_identity(spec: ModelSpec) -> ModelIdentity | None:
+    """The identity an OpenAI-compatible server publishes for the served model, if any."""
+    try:
+        s = OpenAISettings(**spec.options)
+    except (TypeError, ValueError) as e:
+        raise BackendError(f"openai backend options: {e}") from e
+    base, served = split_endpoint(spec.model)
+    client = JsonClient(base, s.api_key_env, s.timeout_s, s.max_retries, s.backoff_s)
+    return card_identity(model_card(client, served))
+
+
+def card_identity(card: dict[str, Any]) -> ModelIdentity | None:
+    """The identity in a /v1/models entry (`tdp.identity`), or None when it has none."""
+    raw = (card.get("tdp") or {}).get("identity")
+    return None if raw is None else ModelIdentity.from_dict(raw)

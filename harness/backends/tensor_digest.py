@@ -24,11 +24,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.backends.base import BackendError
+from harness.backends.base import IDENTITY_SCHEME, BackendError
 
 log = logging.getLogger(__name__)
 
-SCHEME = "tensors-v1"
+SCHEME = IDENTITY_SCHEME
 _LABEL = b"tdp-weights-tensors-v1\n"
 _CACHE_SUBDIR = "weights-digest-v1"
 

@@ -31,9 +31,9 @@ from typing import Any
 
 import numpy as np
 
-from harness.backends.base import BackendError, Fingerprint
+from harness.backends.base import BackendError, Fingerprint, ModelIdentity
 from harness.backends.encoding import load_tokenizer, scoring_ids, scoring_prefix_id
-from harness.backends.identity import ModelIdentity, config_digest, identity_of_dir, model_dir
+from harness.backends.identity import config_digest, identity_of_dir, model_dir
 from harness.backends.spec import ModelSpec
 
 log = logging.getLogger(__name__)

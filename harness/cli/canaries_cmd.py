@@ -98,19 +98,18 @@ def new_cmd(kind, count, length, prefix_length, tokenizer, wordlist, score, stat
         click.echo(f"commitment: {cs.commitment}")
         click.echo(f"secret seed: {secret_path(out)} (mode 0600; keep it private)")
         return
-    from harness.protocol.pool import commit, pinned_round_time
+    from harness.protocol.pool import commit, iso_time, pinned_round_time
 
     chain = _beacon_chain(beacon_arg, local_beacon)
     cs, seed = commit(spec, count, plan, chain, beacon_delay)
     save_canary_set(cs, out, seed, force=force)
-    from harness.cli.protocol_cmd import _iso
 
     click.echo(f"wrote {out}: a commitment to {count} canaries and {cs.pool_size - count} "
                "counterfactuals, not drawn yet")
     click.echo(f"commitment: {cs.commitment}")
     click.echo(f"secret seed: {secret_path(out)} (mode 0600; keep it private until the claim)")
     click.echo(f"beacon: {chain.name} round {cs.beacon['round']}, published at "
-               f"{_iso(pinned_round_time(cs))}{'' if chain.public else ' (LOCAL TEST beacon)'}")
+               f"{iso_time(pinned_round_time(cs))}{'' if chain.public else ' (LOCAL TEST beacon)'}")
     click.echo("Next: publish the commitment and timestamp it before that time "
                f"(`tdp canaries timestamp {out} --tsa-url URL --chain CHAIN.pem`), then "
                f"`tdp canaries assign {out}` once the round is out.")

@@ -31,7 +31,7 @@ def timestamp_cmd(file: Path, tsa_url, reply, chain, local_tsa) -> None:
     """
     from canaries.canary_set import load_canary_set, save_canary_set
     from canaries.files import atomic_write_bytes
-    from harness.protocol.pool import add_timestamp, pinned_round_time
+    from harness.protocol.pool import add_timestamp, iso_time, pinned_round_time
     from harness.protocol.timestamp import record_from_reply, request_from_tsa, timestamp_request
 
     cs = load_canary_set(file)
@@ -57,14 +57,14 @@ def timestamp_cmd(file: Path, tsa_url, reply, chain, local_tsa) -> None:
     else:
         atomic_write_bytes(tsq, timestamp_request(cs.commitment))
         click.echo(f"wrote {tsq}: send it to an RFC 3161 TSA before round {cs.beacon['round']} "
-                   f"is published ({_iso(pinned_round_time(cs))}), then run this command again "
+                   f"is published ({iso_time(pinned_round_time(cs))}), then run this command again "
                    "with --reply and --chain")
         return
     cs, info = add_timestamp(cs, record)
     save_canary_set(cs, file)
     click.echo(f"timestamped {file}: {info.gen_time.isoformat()} by {info.tsa_subject} "
                f"(root sha256 {info.root_sha256})")
-    click.echo(f"beacon round {cs.beacon['round']} is published at {_iso(pinned_round_time(cs))}; "
+    click.echo(f"beacon round {cs.beacon['round']} is published at {iso_time(pinned_round_time(cs))}; "
                "then run `tdp canaries assign`")
 
 
@@ -112,12 +112,6 @@ def assign_cmd(file: Path, beacon_arg, randomness, signature, previous_signature
     click.echo(f"assigned {file}: {cs.k} canaries and {len(cs.counterfactuals)} counterfactuals "
                f"derived from {chain.name} round {pinned}")
     click.echo("Plant the canaries now (`tdp canaries inject` / `embed`); keep the file private.")
-
-
-def _iso(unix: float) -> str:
-    from datetime import datetime, timezone
-
-    return datetime.fromtimestamp(unix, timezone.utc).isoformat(timespec="seconds")
 
 
 def register(group: click.Group) -> None:

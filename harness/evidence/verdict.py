@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from harness.evidence.verify import EvidenceCheck
+from harness.evidence.checks import EvidenceCheck
 
 WIDTH = 100
 #: checks of a report shown even when they pass: what the claim rests on

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 from harness.evidence.bundle import (
@@ -24,35 +23,12 @@ from harness.evidence.bundle import (
     read_bundle,
     sha256,
 )
+from harness.evidence.checks import EvidenceCheck, EvidenceOptions
 from harness.evidence.custody import LOG_NAME, check_chain, merge, parse_log
 from harness.evidence.signing import SigningError, check_certificate, verify_signature
-from harness.verify.checks import Verdict
-from harness.verify.rescore import RescorePlan
 
 #: members whose source files the chain of custody must account for
 CUSTODY_KINDS = ("report", "canary-file", "secret")
-
-
-@dataclass(frozen=True)
-class EvidenceCheck:
-    """One verdict, naming the member (or part of the bundle) and the check."""
-
-    member: str
-    check: str
-    verdict: Verdict
-    detail: str
-
-
-@dataclass(frozen=True)
-class EvidenceOptions:
-    """What the verifier brings: whom they trust, and optionally the models to re-score with."""
-
-    signers: frozenset[str] = frozenset()  # pinned key fingerprints (sha256 of the raw key)
-    trusted_roots_pem: bytes | None = None  # X.509 roots for the signer's certificate
-    tsa_roots_pem: bytes | None = None  # trusted TSA roots for the manifest's timestamp
-    models: tuple[str, ...] = ()  # model specs; each audit re-scores with the one matching it
-    commitments: tuple[str, ...] = ()
-    rescore_plan: RescorePlan = RescorePlan()
 
 
 def _signature(entries: dict[str, bytes], manifest: Manifest | None,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from harness.evidence import derived
 from harness.evidence.bundle import Manifest, Member, sha256
-from harness.evidence.verify import EvidenceCheck, EvidenceOptions
+from harness.evidence.checks import EvidenceCheck, EvidenceOptions
 from harness.results import Report, ReportError
 
 

@@ -314,15 +314,6 @@ def parse_beacon_arg(s: str) -> tuple[str, int | None]:
     return parts[1], int(parts[2])
 
 
-def __getattr__(name: str) -> Any:
-    # LocalTestBeacon lives in local_beacon.py (it imports this module); re-exported lazily
-    if name == "LocalTestBeacon":
-        from harness.protocol.local_beacon import LocalTestBeacon
-
-        return LocalTestBeacon
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 __all__ = [
     "ALIASES", "BeaconChain", "BeaconError", "BeaconRound", "CHAINS",
     "SCHEME_CHAINED", "SCHEME_UNCHAINED_G1", "compute_chain_hash", "first_round_after",

@@ -99,7 +99,7 @@ def check_timestamp(cs: CanarySet, record: TimestampRecord) -> TimestampInfo:
     if info.latest.timestamp() >= deadline:
         raise ProtocolError(
             f"timestamp {info.gen_time.isoformat()} (latest {info.latest.isoformat()}) is not "
-            f"before beacon round {cs.beacon['round']} ({_iso(deadline)}): the commitment could "
+            f"before beacon round {cs.beacon['round']} ({iso_time(deadline)}): the commitment could "
             "have been made knowing the round's randomness; draw a new canary set"
         )
     return info
@@ -143,7 +143,7 @@ def check_round(cs: CanarySet, r: BeaconRound, now: float | None = None) -> None
     now = time.time() if now is None else now
     if round_time(chain, r.round) > now + 1:
         raise ProtocolError(
-            f"beacon round {r.round} is not published until {_iso(round_time(chain, r.round))}"
+            f"beacon round {r.round} is not published until {iso_time(round_time(chain, r.round))}"
         )
 
 
@@ -239,7 +239,7 @@ def _timestamp_step(cs: CanarySet) -> Step:
 def _beacon_step(cs: CanarySet) -> Step:
     try:
         chain = pinned_chain(cs)
-        when = _iso(pinned_round_time(cs))
+        when = iso_time(pinned_round_time(cs))
         if cs.assignment is None:
             return Step("beacon", "open", f"round {cs.beacon['round']} of {chain.name} "
                         "not yet used (`tdp canaries assign`)", when)
@@ -282,7 +282,8 @@ def _assignment_step(cs: CanarySet, seed: bytes | None) -> Step:
                 "from the revealed seed and the beacon round", when)
 
 
-def _iso(unix: float) -> str:
+def iso_time(unix: float) -> str:
+    """A unix time as an ISO-8601 UTC string to the second."""
     return datetime.fromtimestamp(unix, timezone.utc).isoformat(timespec="seconds")
 
 
@@ -299,6 +300,7 @@ __all__ = [
     "check_timestamp",
     "commit",
     "derive_pool",
+    "iso_time",
     "pinned_chain",
     "pinned_round_time",
     "pool_size_for",
