@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from canaries.canary_set import CanarySet, CanarySetError, load_canary_set, read_secret, secret_path
@@ -56,6 +56,9 @@ def load_canary_file(path: Path) -> CanaryFile:
 def verify_report(report: Report, options: VerifyOptions | None = None) -> list[Check]:
     """Run every check; a check that cannot be run with what was given is a FAIL or open."""
     options = options or VerifyOptions()
+    # scores are re-computed with the definitions the report was made with (absent: version 1)
+    defs = int(report.provenance.get("score_definitions", 1))
+    options = replace(options, rescore_plan=replace(options.rescore_plan, score_definitions=defs))
     out = _report_checks(report)
     files, problems = _given_files(report, options)
     out += problems
