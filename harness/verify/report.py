@@ -72,6 +72,11 @@ def verify_report(report: Report, options: VerifyOptions | None = None) -> list[
         return backends[spec]
 
     for a in report.audits:
+        if a.canary_set is None:  # a benchmark on labelled data: its own checks
+            from harness.verify.benchmark import benchmark_checks
+
+            out += benchmark_checks(a, options, load)
+            continue
         out += _audit_checks(a, files, options, load)
     return out
 
@@ -104,7 +109,7 @@ def _given_files(report: Report, options: VerifyOptions) -> tuple[dict[str, Cana
     """Commitment -> the canary file given for it; files and commitments that fit no audit fail."""
     files: dict[str, CanaryFile] = {}
     out = []
-    in_report = {a.canary_set.commitment for a in report.audits}
+    in_report = {a.canary_set.commitment for a in report.audits if a.canary_set is not None}
     for path in options.canaries:
         try:
             f = load_canary_file(Path(path))
