@@ -87,10 +87,10 @@ def run_cmd(config: Path, out: Path, workers: int | None, use_ray: bool, ray_add
                f"now ({run.workers}) in {run.seconds:.0f} s")
     for c in cells:
         if c.status == "done" and c.kind == "bound":
-            from harness.report.wording import fmt_log10
+            from harness.leaderboard.page import fmt_log10_p
 
-            click.echo(f"  {c.id}: p ≤ {fmt_log10(c.log10_pvalue)} (bound), Holm p ≤ "
-                       f"{fmt_log10(c.holm_log10)}")
+            click.echo(f"  {c.id}: p ≤ {fmt_log10_p(c.log10_pvalue)} (bound), Holm p ≤ "
+                       f"{fmt_log10_p(c.holm_log10)}")
         elif c.status == "done" and c.auc is not None:
             click.echo(f"  {c.id}: AUC {c.auc:.3f} ({c.best_score}, estimate); blind "
                        f"{c.blind_auc:.3f}{' SHIFTED' if c.shifted else ''}")

@@ -9,14 +9,15 @@ from typing import Any
 
 from harness.leaderboard.config import LeaderboardConfig, TaskEntry
 from harness.leaderboard.table import HOLM_FAMILY, CellSummary
-from harness.report.wording import fmt_log10
+from harness.report.wording import fmt_p
 
 CSS = """
 body{font:14px/1.45 system-ui,sans-serif;margin:1.5em auto;max-width:1400px;color:#1b1f24;
 padding:0 1em}h1{font-size:1.5em}h2{font-size:1.2em;border-bottom:1px solid #d0d7de;
 margin-top:1.8em}table{border-collapse:collapse;font-size:.9em;max-width:100%}
 td,th{border:1px solid #d0d7de;padding:.25em .45em;text-align:left;vertical-align:top;
-overflow-wrap:anywhere}th{background:#f6f8fa;cursor:pointer;user-select:none}
+overflow-wrap:break-word}th{background:#f6f8fa;cursor:pointer;user-select:none}
+td code{overflow-wrap:anywhere}.v{white-space:nowrap}
 th[aria-sort=ascending]::after{content:" ▲"}th[aria-sort=descending]::after{content:" ▼"}
 .small{color:#57606a;font-size:.88em}.bound{color:#0a3069}.est{color:#6e7781;font-style:italic}
 .shift{color:#cf222e;font-weight:600}.fail{color:#cf222e}img{max-width:100%;height:auto}
@@ -74,14 +75,22 @@ def _failed(c: CellSummary | None) -> str:
             f"title='{escape(c.error)}'>failed</a></td>")
 
 
+def fmt_log10_p(log10: float | None) -> str:
+    """A p-value given by its log10, as reports print it."""
+    if log10 is None:
+        return ""
+    return fmt_p(10.0**log10 if log10 > -300 else 0.0, log10)
+
+
 def _claim_cells(c: CellSummary | None) -> str:
     if c is None or c.status != "done":
         return _failed(c) + "<td></td>"
     if c.kind == "bound":
-        p = _link(c, f"p ≤ {escape(fmt_log10(c.log10_pvalue))}", "bound")  # type: ignore[arg-type]
-        h = f"p ≤ {escape(fmt_log10(c.holm_log10))}" if c.holm_log10 is not None else ""
+        p = _link(c, f"<span class=v>p ≤ {escape(fmt_log10_p(c.log10_pvalue))}</span>", "bound")
+        h = f"<span class=v>p ≤ {escape(fmt_log10_p(c.holm_log10))}</span>" if (
+            c.holm_log10 is not None) else ""
         return _td(c.log10_pvalue, p + " <span class=small>bound</span>") + _td(c.holm_log10, h)
-    p = _link(c, f"p ≈ {escape(fmt_log10(c.log10_pvalue or 0.0))}", "est")
+    p = _link(c, f"<span class=v>p ≈ {escape(fmt_log10_p(c.log10_pvalue))}</span>", "est")
     return _td(c.log10_pvalue, p + " <span class=small>estimate</span>") + "<td></td>"
 
 
@@ -89,10 +98,12 @@ def _bench_cells(c: CellSummary | None) -> str:
     if c is None or c.status != "done":
         return _failed(c) + "<td></td>"
     lo, hi = c.auc_ci or (float("nan"), float("nan"))
-    auc = _link(c, f"{c.auc:.3f} <span class=small>[{lo:.3f}, {hi:.3f}]</span>", "est")
+    auc = _link(c, f"<span class=v>{c.auc:.3f}</span> <span class='small v'>[{lo:.3f}, "
+                f"{hi:.3f}]</span>", "est")
     blo, bhi = c.blind_ci or (float("nan"), float("nan"))
     flag = " <span class=shift>SHIFTED</span>" if c.shifted else ""
-    blind = f"{c.blind_auc:.3f} <span class=small>[{blo:.3f}, {bhi:.3f}]</span>{flag}"
+    blind = (f"<span class=v>{c.blind_auc:.3f}</span> <span class='small v'>[{blo:.3f}, "
+             f"{bhi:.3f}]</span>{flag}")
     return (_td(c.auc, auc + f" <span class=small>{escape(c.best_score)}</span>")
             + _td(c.blind_auc, blind))
 

@@ -28,7 +28,7 @@ def series_plot_png(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6), dpi=100)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4.4), dpi=100)
     for t in config.tasks:
         pts = _points(config, cells, s.name, t.name)
         bound = [(x, c) for x, c in pts if c.is_bound]
@@ -53,7 +53,8 @@ def series_plot_png(
         ax.set_xlabel(s.x_label)
         ax.spines[["top", "right"]].set_visible(False)
         if ax.get_legend_handles_labels()[0]:
-            ax.legend(frameon=False, fontsize=7)
+            ax.legend(frameon=False, fontsize=7, loc="upper center", ncol=2,
+                      bbox_to_anchor=(0.5, -0.2))
     fig.suptitle(f"series: {s.name}", fontsize=10)
     fig.tight_layout()
     buf = io.BytesIO()
