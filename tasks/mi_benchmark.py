@@ -70,7 +70,7 @@ class MIBenchmarkConfig:
             raise ValueError(f"unknown scores {unknown}; known: {sorted(SCORES)}")
         if self.n_bootstrap < 0 or self.folds < 2:
             raise ValueError("n_bootstrap must be >= 0 and folds >= 2")
-        self.data_spec()  # fail on a bad source before any model is loaded
+        self.data_spec().preflight()  # fail on a bad source before any model is loaded
 
     def data_spec(self) -> MIDataSpec:
         keys = {f.name for f in fields(MIDataSpec)}

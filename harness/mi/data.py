@@ -47,6 +47,16 @@ class MIDataSpec:
                               "members=SOURCE and nonmembers=SOURCE")
         if self.max_per_class < 0 or self.max_words < 0:
             raise MIDataError("max_per_class and max_words must be >= 0")
+        for source in (self.data, self.members, self.nonmembers):  # fail before any model loads
+            if source is not None and _is_local(source) and not Path(source).expanduser().exists():
+                raise MIDataError(f"{source}: no such file or folder")
+
+
+    def preflight(self) -> None:
+        """Before any model is loaded: a hub source needs the hub (one quick probe)."""
+        for source in (self.data, self.members, self.nonmembers):
+            if source is not None and not _is_local(source):
+                _hub_reachable(source)
 
 
 @dataclass(frozen=True)
@@ -90,15 +100,19 @@ def _load_local(path: Path) -> Any:
             raise MIDataError(f"{path}: cannot read as {fmt}: {' '.join(str(e).split())}") from e
 
 
-def _load_hub(source: str, spec: MIDataSpec) -> Any:
-    import datasets
-
+def _hub_reachable(source: str) -> None:
     from harness.backends.hub import hub_offline, probe_hub
 
     why = "HF_HUB_OFFLINE is set" if hub_offline() else probe_hub()
     if why is not None:
         raise MIDataError(f"cannot load dataset {source!r} from the hub: no network ({why}); "
                           "give local files instead")
+
+
+def _load_hub(source: str, spec: MIDataSpec) -> Any:
+    import datasets
+
+    _hub_reachable(source)
     try:
         return datasets.load_dataset(source, revision=spec.revision, split=spec.split)
     except Exception as e:
