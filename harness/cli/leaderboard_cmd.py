@@ -9,10 +9,17 @@ import click
 from harness.cli.errors import user_errors
 
 
-def _workers(workers: int | None):  # noqa: ANN202
+def _workers(workers: int | None, threads: int | None = None):  # noqa: ANN202
+    from dataclasses import replace
+
     from harness.leaderboard.workers import plan_workers
 
-    return plan_workers(workers)
+    plan = plan_workers(workers)
+    return replace(plan, threads=threads) if threads else plan
+
+
+THREADS_HELP = ("torch threads per worker (default: the CPU cores split between workers; on a "
+                "busy machine 1 is often much faster for small models)")
 
 
 @click.group("leaderboard")
@@ -24,9 +31,10 @@ def leaderboard_group() -> None:
 @click.argument("config", type=click.Path(path_type=Path))
 @click.option("--workers", type=click.IntRange(min=1), default=None,
               help="Train this many models at once (default: one per GPU, else 1).")
+@click.option("--threads", type=click.IntRange(min=1), default=None, help=THREADS_HELP)
 @click.option("--no-progress", is_flag=True)
 @user_errors
-def build_cmd(config: Path, workers: int | None, no_progress: bool) -> None:
+def build_cmd(config: Path, workers: int | None, threads: int | None, no_progress: bool) -> None:
     """Train the models, canary sets and splits of CONFIG's [build] table (kept when built)."""
     from harness.leaderboard.build import ControlledBuild, build_models
     from harness.leaderboard.config import LeaderboardError, load_config
@@ -35,7 +43,7 @@ def build_cmd(config: Path, workers: int | None, no_progress: bool) -> None:
     if cfg.build is None:
         raise LeaderboardError(f"{config}: no [build] table (nothing to build)")
     b = ControlledBuild.from_table(cfg.build)
-    trained = build_models(b, _workers(workers), not no_progress)
+    trained = build_models(b, _workers(workers, threads), not no_progress)
     click.echo(f"built in {b.out}: trained {len(trained)} model(s) now"
                + (f" ({', '.join(sorted(trained))})" if trained else " (all were up to date)"))
 
@@ -46,6 +54,7 @@ def build_cmd(config: Path, workers: int | None, no_progress: bool) -> None:
               help="Leaderboard folder (e.g. results/leaderboard/NAME); a rerun resumes it.")
 @click.option("--workers", type=click.IntRange(min=1), default=None,
               help="Worker processes, one model each at a time (default: one per GPU, else 1).")
+@click.option("--threads", type=click.IntRange(min=1), default=None, help=THREADS_HELP)
 @click.option("--ray", "use_ray", is_flag=True, help="Run one Ray task per model instead.")
 @click.option("--ray-address", default=None, help="Ray cluster to join (with --ray).")
 @click.option("--redo", is_flag=True, help="Run every cell again, even finished ones.")
@@ -55,15 +64,15 @@ def build_cmd(config: Path, workers: int | None, no_progress: bool) -> None:
 @click.option("--no-cache", is_flag=True, help="Neither read nor write the score cache.")
 @click.option("--no-progress", is_flag=True)
 @user_errors
-def run_cmd(config: Path, out: Path, workers: int | None, use_ray: bool, ray_address: str | None,
-            redo: bool, no_build: bool, cache_dir: Path | None, no_cache: bool,
-            no_progress: bool) -> None:
+def run_cmd(config: Path, out: Path, workers: int | None, threads: int | None, use_ray: bool,
+            ray_address: str | None, redo: bool, no_build: bool, cache_dir: Path | None,
+            no_cache: bool, no_progress: bool) -> None:
     """Run every cell of CONFIG (models x tasks) into OUT; finished cells are kept."""
     from canaries.files import check_writable_dir
     from harness.cache import DEFAULT_CHUNK_TEXTS, default_cache_dir
     from harness.leaderboard.build import ControlledBuild, build_models
     from harness.leaderboard.config import load_config
-    from harness.leaderboard.runner import check_out_dir, run_leaderboard
+    from harness.leaderboard.runner import build_entries, check_out_dir, run_leaderboard
 
     if no_cache and cache_dir is not None:
         raise click.UsageError("--no-cache and --cache-dir contradict each other")
@@ -72,11 +81,11 @@ def run_cmd(config: Path, out: Path, workers: int | None, use_ray: bool, ray_add
     if use_ray and workers:
         raise click.UsageError("--workers and --ray contradict each other (Ray places the tasks)")
     cfg = load_config(config)
-    check_out_dir(out)
+    check_out_dir(out, build_entries(cfg, out))
     cache = None if no_cache else str(cache_dir or default_cache_dir())
     if cache is not None:
         check_writable_dir(Path(cache), "score cache folder")
-    plan = _workers(workers)
+    plan = _workers(workers, threads)
     if cfg.build is not None and not no_build:
         b = ControlledBuild.from_table(cfg.build)
         trained = build_models(b, plan, not no_progress)

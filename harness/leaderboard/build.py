@@ -111,13 +111,15 @@ def corpus_splits(b: ControlledBuild, docs: list[str]) -> dict[str, list[str]]:
 
 
 def _canary_set(b: ControlledBuild, path: Path, name: str, spec: Any, plan: Plan) -> CanarySet:
-    """A v1 set drawn from a seed derived from the build seed; an existing file holding the
-    same draw is kept (its salt and creation time would differ on every redraw)."""
+    """A v1 set whose secret seed and salt derive from the build seed, so that a rebuild
+    anywhere has the same commitment (the reports' audit seeds and counterfactuals follow from
+    it). Reproducible, hence not secret: a real owner draws fresh secrets (`tdp canaries new`).
+    An existing file with the same commitment is kept as it is (its creation time)."""
     cs, secret = new_canary_set(spec, b.canaries, plan, derive_seed(SEED_LABEL, str(b.seed), name))
-    if path.exists():
-        old = load_canary_set(path)
-        if old.texts() == cs.texts() and old.plan == plan and old.spec == spec:
-            return old
+    cs = replace(cs, salt=derive_seed(SEED_LABEL, str(b.seed), name, "salt").hex())
+    cs = replace(cs, commitment=cs.compute_commitment())
+    if path.exists() and load_canary_set(path).commitment == cs.commitment:
+        return load_canary_set(path)
     save_canary_set(cs, path, secret, force=True)
     return cs
 

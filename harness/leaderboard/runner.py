@@ -181,15 +181,16 @@ def run_grid(
     return GridRun(len(cells), len(cells) - len(todo), records, time.time() - t0, how, failed)
 
 
-def check_out_dir(out: Path) -> None:
-    """The folder is new, empty, or a leaderboard's (resumed); anything else is refused."""
+def check_out_dir(out: Path, also: tuple[str, ...] = ()) -> None:
+    """The folder is new, empty, or a leaderboard's (resumed); anything else is refused. `also`
+    names entries that may be there besides (the config's own build folder)."""
     from canaries.files import OutputError, check_writable_dir, refuse_link
 
     refuse_link(out, "leaderboard folder")
     if out.exists() and not out.is_dir():
         raise OutputError(f"leaderboard folder {out} is a file, not a folder")
     if out.is_dir():
-        names = {p.name for p in out.iterdir()}
+        names = {p.name for p in out.iterdir()} - set(also)
         if names and not names & {"leaderboard.json", "cells"}:
             raise OutputError(f"{out} is not empty and holds no leaderboard; refusing to write "
                               "into it (give a new folder)")
@@ -211,7 +212,7 @@ def run_leaderboard(
     from harness.leaderboard.grid import CELL_RECORD
     from harness.leaderboard.outputs import write_outputs
 
-    check_out_dir(out)
+    check_out_dir(out, build_entries(config, out))
     out.mkdir(parents=True, exist_ok=True)
     if redo:
         for c in grid_cells(config):
@@ -220,3 +221,14 @@ def run_leaderboard(
     info = {"seconds": round(run.seconds, 1), "workers": run.workers, "cells": run.cells,
             "reused": run.reused, "ran": len(run.records), "failed": list(run.failed)}
     return run, write_outputs(config, out, info)
+
+
+def build_entries(config: LeaderboardConfig, out: Path) -> tuple[str, ...]:
+    """The entry of `out` that holds the config's [build] folder, if it is inside `out`."""
+    if not config.build or "out" not in config.build:
+        return ()
+    try:
+        rel = Path(str(config.build["out"])).resolve().relative_to(out.resolve())
+    except ValueError:
+        return ()
+    return (rel.parts[0],) if rel.parts else ()
