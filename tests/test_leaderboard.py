@@ -109,6 +109,11 @@ def test_verify_checks_every_cell_and_the_shown_numbers(lb, tmp_path):
     assert "leaderboard :: numbers: 6 cells'" in res.output
     assert res.output.count(":: statistics:") == 6  # every cell verified as a report
     assert "[  ok] planted__canary-rank | canary-rank: planted :: canary file:" in res.output
+
+    given = CliRunner().invoke(main, ["verify", str(lb.out), "--no-rescore", "--canaries",
+                                      str(load_config(lb.config).canaries["planted"])])
+    assert given.exit_code == 0, given.output
+    assert given.output.count("(given)") == 2  # both models' canary-rank cells, nobody else's
     # an edited number, resealed as a forger would, is caught by recomputation
     import shutil
 
