@@ -37,9 +37,10 @@ def audit_seed(commitment: str, fingerprint: Fingerprint) -> bytes:
 
 @dataclass
 class AuditContext:
-    """What a task needs to run: the canaries, the model(s), and where to write."""
+    """What a task needs to run: the canaries (None for a benchmark on labelled data), the
+    model(s), and where to write."""
 
-    canary_set: CanarySet
+    canary_set: CanarySet | None
     canary_path: str
     backend: Backend
     model_spec: str
@@ -77,10 +78,12 @@ class AuditContext:
             return None
         return ModelInfo(spec=self.reference_spec or "", fingerprint=self.reference.fingerprint().to_dict())
 
-    def canary_info(self) -> CanarySetInfo:
+    def canary_info(self) -> CanarySetInfo | None:
         from harness.protocol.pool import check_protocol
 
         cs = self.canary_set
+        if cs is None:
+            return None
         return CanarySetInfo(
             path=self.canary_path,
             commitment=cs.commitment,
@@ -163,6 +166,8 @@ def run_audit(
 def check_committed_reference(ctx: AuditContext, task_name: str) -> None:
     """A v2 plan whose primary score needs a reference is audited only with the committed one."""
     cs = ctx.canary_set
+    if cs is None:
+        return
     if cs.version != 2 or task_name != cs.plan.task or not needs_reference(cs.plan.score):
         return
     problem = ctx.reference_problem()
@@ -181,7 +186,10 @@ ADDITIONAL_NOTE = (
 
 
 def _label_against_plan(a: AuditResult) -> AuditResult:
-    """The plan's primary test, or refusal; another task than the plan's becomes 'additional'."""
+    """The plan's primary test, or refusal; another task than the plan's becomes 'additional'.
+    A benchmark (no canary set) has no plan and makes no claim: it passes as it is."""
+    if a.canary_set is None:
+        return a
     if check_primary(a.canary_set.plan, a.task, a.tests, f"audit {a.title!r}"):
         return a
     note = ADDITIONAL_NOTE.format(plan_task=a.canary_set.plan.get("task"), task=a.task)
@@ -231,7 +239,7 @@ def audit_digest(
 
 def audit_from_paths(
     model: str,
-    canaries: str | Path,
+    canaries: str | Path | None,
     task: str | None = None,
     reference: str | None = None,
     options: dict[str, Any] | None = None,
@@ -243,11 +251,11 @@ def audit_from_paths(
     """Load everything named on the command line and run one audit.
 
     With ``ray_workers`` > 0 the model(s) are loaded by that many Ray actors (on the cluster at
-    ``ray_address``, or a local Ray instance) and chunks are scored across them.
+    ``ray_address``, or a local Ray instance) and chunks are scored across them. A task on
+    labelled data (``needs_canaries`` False, e.g. mi-benchmark) runs without canaries.
     """
-    cs = load_canary_set(canaries)
-    cs.require_assigned()
-    task = task or cs.plan.task
+    cs = load_task_canaries(canaries, task)
+    task = task or cs.plan.task  # type: ignore[union-attr]
     build_config(get_task(task).config_type, options or {})  # fail before loading any model
     pool = None
     if ray_workers > 0:
@@ -259,7 +267,7 @@ def audit_from_paths(
         backend, ref = load_backend(model), load_backend(reference) if reference else None
     ctx = AuditContext(
         canary_set=cs,
-        canary_path=str(canaries),
+        canary_path=str(canaries) if canaries is not None else "",
         backend=backend,
         model_spec=model,
         reference=ref,
@@ -273,3 +281,18 @@ def audit_from_paths(
         if pool is not None:
             pool.close()
 
+
+def load_task_canaries(canaries: str | Path | None, task: str | None) -> CanarySet | None:
+    """The canary set a task needs, or None for a task on labelled data; a mismatch (canaries
+    for a benchmark, none for a canary task) is a one-line TaskError."""
+    needs = get_task(task).needs_canaries if task is not None else True
+    if canaries is None:
+        if needs:
+            raise TaskError(f"task {task or '(from the canary file)'!r} needs --canaries FILE")
+        return None
+    if not needs:
+        raise TaskError(f"task {task!r} runs on labelled data and takes no canary set; drop "
+                        "--canaries")
+    cs = load_canary_set(canaries)
+    cs.require_assigned()
+    return cs

@@ -66,8 +66,11 @@ def environment() -> dict[str, Any]:
 
 
 def provenance(command: list[str] | None = None) -> dict[str, Any]:
+    from harness.stats.scores import SCORE_DEFINITIONS
+
     return {
         "harness_version": harness.__version__,
+        "score_definitions": SCORE_DEFINITIONS,
         "git": git_hash(),
         "command": command if command is not None else sys.argv,
         "environment": environment(),

@@ -25,6 +25,8 @@ class Task:
     description: str
     config_type: type
     run: Callable[..., Any]  # (AuditContext, config) -> AuditResult
+    #: False for tasks on labelled data (benchmarks): they run without a canary set
+    needs_canaries: bool = True
 
 
 def _entry_points() -> dict[str, EntryPoint]:

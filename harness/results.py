@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -14,7 +15,8 @@ SCHEMA_VERSION = 2
 #: report schemas this harness reads (1: before log10 p-values and the v2 protocol chain)
 READABLE_SCHEMAS = (1, 2)
 
-Role = Literal["canary", "counterfactual"]
+#: canary audits score canaries and counterfactuals; benchmarks score members and non-members
+Role = Literal["canary", "counterfactual", "member", "non-member"]
 
 
 class ReportError(ValueError):
@@ -67,16 +69,31 @@ class CanarySetInfo:
 
 
 @dataclass(frozen=True)
+class DatasetInfo:
+    """Where a benchmark's labelled items came from. Nothing here proves membership: the
+    labels are the data provider's assertion."""
+
+    name: str
+    #: how to load it again: local files or a hub id with revision, fields, split
+    source: dict[str, Any]
+    #: sha256 of the canonical JSON of [[text, label], ...] in report order
+    sha256: str
+    n_members: int
+    n_nonmembers: int
+
+
+@dataclass(frozen=True)
 class AuditResult:
-    """The audit of one model against one canary set by one task."""
+    """The audit of one model against one canary set by one task; a benchmark (role
+    'benchmark') has no canary set but a dataset, and makes no claim (estimates only)."""
 
     title: str
-    role: Literal["audit", "null-control", "additional"]
+    role: Literal["audit", "null-control", "additional", "benchmark"]
     task: str
     task_config: dict[str, Any]
     model: ModelInfo
     reference: ModelInfo | None
-    canary_set: CanarySetInfo
+    canary_set: CanarySetInfo | None
     audit_seed: str
     seed_derivation: str
     tests: tuple[NamedTest, ...]
@@ -84,6 +101,7 @@ class AuditResult:
     started: str
     finished: str
     notes: tuple[str, ...] = ()
+    dataset: DatasetInfo | None = None
 
     @property
     def primary(self) -> NamedTest:
@@ -94,7 +112,8 @@ class AuditResult:
 
     @property
     def alpha(self) -> float:
-        return float(self.canary_set.plan["alpha"])
+        """The plan's level; NaN for a benchmark (no canary set, no test at a level)."""
+        return float(self.canary_set.plan["alpha"]) if self.canary_set is not None else math.nan
 
     def to_dict(self, schema_version: int = SCHEMA_VERSION) -> dict[str, Any]:
         """As written in report.json; `schema_version=1` gives the fields schema 1 had (what an
@@ -103,6 +122,10 @@ class AuditResult:
         d["tests"] = [t.to_dict() for t in self.tests]
         d["items"] = [asdict(i) for i in self.items]
         d["notes"] = list(self.notes)
+        if d["dataset"] is None:  # absent, not null: older audits' digests stay as they were
+            del d["dataset"]
+        if d["canary_set"] is None:
+            return d
         d["canary_set"]["protocol"] = list(d["canary_set"]["protocol"])
         if schema_version == 1:
             for t in d["tests"]:
@@ -117,9 +140,12 @@ class AuditResult:
         d = dict(d)
         d["model"] = ModelInfo(**d["model"])
         d["reference"] = ModelInfo(**d["reference"]) if d.get("reference") else None
-        cinfo = dict(d["canary_set"])
-        cinfo["protocol"] = tuple(cinfo.get("protocol", ()))
-        d["canary_set"] = CanarySetInfo(**cinfo)
+        if d.get("canary_set") is not None:
+            cinfo = dict(d["canary_set"])
+            cinfo["protocol"] = tuple(cinfo.get("protocol", ()))
+            d["canary_set"] = CanarySetInfo(**cinfo)
+        if d.get("dataset") is not None:
+            d["dataset"] = DatasetInfo(**d["dataset"])
         d["tests"] = tuple(NamedTest.from_dict(t) for t in d["tests"])
         d["items"] = tuple(ItemScores(**i) for i in d["items"])
         d["notes"] = tuple(d.get("notes", ()))

@@ -177,6 +177,19 @@ def build_fixtures(root: Path) -> dict[str, str]:
     (f["halfpol"] / "log.json").write_text('{"format": "tdp-pol-log", "version": 1}')
     f["absent_txt"] = root / "absent.txt"
     f["absent_txt"].write_text("these words were never in the training documents at all")
+    f["members"] = root / "members.jsonl"
+    f["members"].write_text("".join(json.dumps({"text": f"member {i}"}) + "\n" for i in range(3)))
+    f["lb_bad"] = root / "bad.toml"
+    f["lb_bad"].write_text("title = [\n")
+    f["lb_ok"] = root / "lb.toml"
+    f["lb_ok"].write_text('[[models]]\nname = "m"\nspec = "hf:x"\n[[tasks]]\n'
+                          'task = "canary-rank"\ncanaries = "c"\n[canaries]\nc = "c.json"\n')
+    f["lb_typo"] = root / "typo.toml"
+    f["lb_typo"].write_text(f["lb_ok"].read_text().replace("[[tasks]]", "[[task]]"))
+    f["lb_json"] = root / "lb-json"
+    f["lb_json"].mkdir()
+    (f["lb_json"] / "leaderboard.json").write_text('{"schema": "tdp-leaderboard", '
+                                                  '"schema_version": 7}\n')
     f["ro"] = root / "read-only"
     f["ro"].mkdir()
     f["ro"].chmod(0o555)
@@ -468,6 +481,43 @@ CASES: tuple[Case, ...] = (
          "refusing to overwrite"),
     Case("repudiate: out in read-only folder", "repudiate --log {pol} --target {absent_txt} "
          "-o {ro}/por", "not writable"),
+    # audit on labelled data (mi-benchmark: no canary set)
+    Case("audit: canary task without canaries", "audit --model hf:{fake_model} -o {root}/r "
+         "--task canary-rank", "needs --canaries"),
+    Case("audit: mi-benchmark given canaries", f"{_AUD} --model hf:{{fake_model}} "
+         "--task mi-benchmark --option data={members} -o {root}/r", "takes no canary set"),
+    Case("audit: mi-benchmark without data", "audit --model hf:{fake_model} --task mi-benchmark "
+         "-o {root}/r", "either data=SOURCE"),
+    Case("audit: mi-benchmark unknown score", "audit --model hf:{fake_model} --task mi-benchmark "
+         "--option data={members} --option scores=nosuch -o {root}/r", "unknown scores"),
+    Case("audit: mi-benchmark data missing", "audit --model hf:{fake_model} --task mi-benchmark "
+         "--option members={missing}.jsonl --option nonmembers={members} -o {root}/r",
+         "no such file"),
+    Case("audit: mi-benchmark hub data, no network", "audit --model hf:{fake_model} "
+         "--task mi-benchmark --option data=org/no-such-data -o {root}/r", "no network"),
+    # leaderboard
+    Case("leaderboard: no subcommand argument", "leaderboard run", "Missing argument"),
+    Case("leaderboard: config missing", "leaderboard run {missing} -o {root}/lb", "no such config"),
+    Case("leaderboard: config is a folder", "leaderboard run {dir} -o {root}/lb", "is a folder"),
+    Case("leaderboard: config not TOML", "leaderboard run {lb_bad} -o {root}/lb", "not valid TOML"),
+    Case("leaderboard: config not UTF-8", "leaderboard run {binary} -o {root}/lb", "not UTF-8"),
+    Case("leaderboard: unknown table", "leaderboard run {lb_typo} -o {root}/lb", "unknown keys"),
+    Case("leaderboard: no --out", "leaderboard run {lb_ok}", "Missing option"),
+    Case("leaderboard: out is a file", "leaderboard run {lb_ok} -o {file}", "is a file"),
+    Case("leaderboard: out holds other things", "leaderboard run {lb_ok} -o {nonempty}",
+         "holds no leaderboard"),
+    Case("leaderboard: out in read-only folder", "leaderboard run {lb_ok} -o {ro}/lb",
+         "not writable"),
+    Case("leaderboard: workers 0", "leaderboard run {lb_ok} -o {root}/lb --workers 0", "range"),
+    Case("leaderboard: --no-cache with --cache-dir", "leaderboard run {lb_ok} -o {root}/lb "
+         "--no-cache --cache-dir {root}/cc", "contradict"),
+    Case("leaderboard: --ray-address alone", "leaderboard run {lb_ok} -o {root}/lb "
+         "--ray-address x", "needs --ray"),
+    Case("leaderboard: --ray with --workers", "leaderboard run {lb_ok} -o {root}/lb --ray "
+         "--workers 2", "contradict"),
+    Case("leaderboard: build without [build]", "leaderboard build {lb_ok}", "no [build] table"),
+    Case("leaderboard: build config missing", "leaderboard build {missing}", "no such config"),
+    Case("verify: leaderboard of another schema", "verify {lb_json}", "schema_version 7"),
     Case("inject: v2 set not assigned", "canaries inject --canaries {v2} --corpus {corpus_jsonl} "
          "-o {root}/i2.jsonl", "no canaries yet"),
 )

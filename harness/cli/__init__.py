@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "harness.cli.simulate_cmd",
     "harness.cli.evidence_cmd",
     "harness.cli.pol_cmd",
+    "harness.cli.leaderboard_cmd",
 )
 
 

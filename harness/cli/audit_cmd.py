@@ -13,7 +13,10 @@ from harness.cli.errors import parse_options, user_errors
 @click.option("--model", required=True, help="Model spec, e.g. hf:path/or/id@rev,dtype=bfloat16.")
 @click.option("--reference", help="Reference model spec (enables the ref_ratio score).")
 @click.option(
-    "--canaries", "canary_file", type=click.Path(dir_okay=False, path_type=Path), required=True
+    "--canaries",
+    "canary_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The committed canary set (not for tasks on labelled data, e.g. mi-benchmark).",
 )
 @click.option(
     "--task", default=None, help="Task name (default: the task in the canary file's plan)."
@@ -95,6 +98,15 @@ def audit_cmd(
         ray_address=ray_address,
     )
     write_report(make_report(f"tdp audit: {model}", [result]), out, force)
+    if result.canary_set is None:  # a benchmark: estimates and the blind-baseline verdict
+        from harness.mi.benchmark import summary_of
+
+        s = summary_of(result)
+        click.echo(f"best model-based AUC {s.verdict.best_auc:.3f} ({s.verdict.best_score}); "
+                   "estimates, not bounds")
+        click.echo(s.verdict.sentence())
+        click.echo(f"report: {out / 'report.html'}")
+        return
     primary = result.primary
     click.echo(f"{primary.result.name} on {primary.score}: {p_label(primary.result)}")
     click.echo(verdict(result))

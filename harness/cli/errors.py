@@ -20,6 +20,8 @@ from harness.evidence.bundle import BundleError
 from harness.evidence.custody import CustodyError
 from harness.evidence.pdf import PdfError
 from harness.evidence.signing import SigningError
+from harness.leaderboard.config import LeaderboardError
+from harness.mi.data import MIDataError
 from harness.protocol.beacon import BeaconError
 from harness.protocol.local_tsa import LocalTSAError
 from harness.protocol.pool import ProtocolError
@@ -53,6 +55,8 @@ USER_ERRORS: tuple[type[Exception], ...] = (
     SigningError,
     PdfError,
     PoLError,
+    LeaderboardError,
+    MIDataError,
     # the file system's own verdicts on a path the user gave: one line, naming the path
     FileNotFoundError,
     FileExistsError,

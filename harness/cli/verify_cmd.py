@@ -56,7 +56,8 @@ from harness.cli.errors import user_errors
 def verify_cmd(
     report, canary_files, commitments, sample, no_rescore, model, reference, rescore_seed, tolerance
 ) -> None:
-    """Check REPORT (report.json or its folder) from its data, canary files and model."""
+    """Check REPORT (report.json or its folder, or a leaderboard folder: every cell) from its
+    data, canary files and model."""
     import secrets
 
     from harness.results import load_report
@@ -79,7 +80,12 @@ def verify_cmd(
         reference=reference,
     )
     options = VerifyOptions(tuple(canary_files), tuple(commitments), not no_rescore, plan)
-    checks = verify_report(load_report(report), options)
+    from harness.leaderboard.verify import is_leaderboard, verify_leaderboard
+
+    if is_leaderboard(report):
+        checks = verify_leaderboard(report, options)
+    else:
+        checks = verify_report(load_report(report), options)
     for c in checks:
         click.echo(f"[{c.verdict:>4}] {c.audit} :: {c.name}: {c.detail}")
     failed = [c for c in checks if c.verdict == "FAIL"]

@@ -145,11 +145,24 @@ def _audit_section(a: AuditResult, holm_p: float | None) -> str:
     return "\n".join(parts)
 
 
+def _section(a: AuditResult, holm_p: float | None) -> str:
+    if a.canary_set is None:  # a benchmark on labelled data: estimates, its own section
+        from harness.report.mi import benchmark_section_html
+
+        return benchmark_section_html(a)
+    return _audit_section(a, holm_p)
+
+
 def render_html(report: Report) -> str:
     prov = report.provenance
     holm = report.holm_adjusted or [None] * len(report.audits)
     summary = [_row("audit", "role", "primary p", "α", "verdict", header=True)]
     for a in report.audits:
+        if a.canary_set is None:
+            auc = a.primary.result.statistic
+            summary.append(_row(escape(a.title), escape(a.role), f"none (AUC {auc:.3f} on "
+                                f"{escape(a.primary.score)}, estimate)", "—", "no claim"))
+            continue
         r = a.primary.result
         summary.append(
             _row(
@@ -169,7 +182,7 @@ def render_html(report: Report) -> str:
         "whatever the model is, under the stated assumptions. Anything marked <i>estimate</i> is not "
         "a bound. Every statistic can be recomputed from the per-item scores in report.json.</p>",
     ]
-    body += [_audit_section(a, h) for a, h in zip(report.audits, holm, strict=True)]
+    body += [_section(a, h) for a, h in zip(report.audits, holm, strict=True)]
     if report.notes:
         body.append("<h2>Notes</h2><ul>" + "".join(f"<li>{escape(n)}</li>" for n in report.notes) + "</ul>")
     env = prov.get("environment", {})

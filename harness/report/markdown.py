@@ -27,12 +27,21 @@ def render_markdown(report: Report) -> str:
     for a in report.audits:
         t = a.primary
         r = t.result
+        if a.canary_set is None:
+            lines.append(f"| {a.title} | {a.role} | AUC on `{t.score}` | none (AUC "
+                         f"{r.statistic:.3f}, estimate) | estimate | — |")
+            continue
         lines.append(
             f"| {a.title} | {a.role} | {r.name} on `{t.score}` | {fmt_result_p(r)} "
             f"| {r.kind} | {fmt_p(r.min_attainable_p, r.log10_min_attainable_p)} |"
         )
     lines.append("")
     for n, a in enumerate(report.audits):
+        if a.canary_set is None:
+            from harness.report.mi import benchmark_section_markdown
+
+            lines += benchmark_section_markdown(a)
+            continue
         lines += [f"## {a.title}", "", f"**{p_label(a.primary.result)}.** {verdict(a)}", ""]
         if report.holm_adjusted is not None and a.role == "audit":
             lines += [f"Holm-adjusted over this report's claims: p ≤ {fmt_p(report.holm_adjusted[n])}", ""]

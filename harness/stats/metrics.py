@@ -1,9 +1,14 @@
-"""Estimates, never bounds: extrapolated exposure and ROC metrics on labelled member sets."""
+"""Estimates, never bounds: extrapolated exposure and ROC metrics on labelled member sets.
+
+ROC curves and AUC come from scikit-learn (`roc_curve`, `auc`); the percentile bootstrap is
+written here because it resamples members and non-members separately (stratified), which
+`scipy.stats.bootstrap` does not do for a two-sample statistic with several outputs.
+"""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -40,15 +45,23 @@ def exposure_estimate(canary_score: float, counterfactual_scores: Sequence[float
     )
 
 
+#: false-positive rates at which TPR is reported by default
+DEFAULT_FPRS = (0.001, 0.01, 0.05)
+#: the decision rule and inequality every MI metric here refers to
+MI_RULE = (
+    "predict 'member' when score >= threshold; TPR at FPR <= x is the largest TPR over "
+    "thresholds whose FPR is at most x (inclusive); FPR at 100% TPR is the FPR at the largest "
+    "threshold that flags every member"
+)
 
 
 @dataclass(frozen=True)
 class MIMetrics:
     """ROC metrics of a score on labelled member/non-member sets; all are estimates.
 
-    Rule: predict "member" when score >= threshold. `tpr_at_fpr[x]` is the largest TPR over
-    thresholds whose FPR <= x (inequality inclusive). `fpr_at_full_tpr` is the FPR at the
-    largest threshold that still flags every member (threshold = min member score).
+    Rule: `MI_RULE`. `ci` holds stratified percentile-bootstrap intervals (members and
+    non-members resampled separately) at `ci_level`; they describe sampling variation of these
+    items only, not of the model or of how the items were collected.
     """
 
     auc: float
@@ -59,6 +72,8 @@ class MIMetrics:
     ci: dict[str, tuple[float, float]]
     ci_level: float
     kind: Kind = "estimate"
+    n_bootstrap: int = 0
+    rule: str = MI_RULE
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -66,26 +81,56 @@ class MIMetrics:
         d["ci"] = {k: list(v) for k, v in self.ci.items()}
         return d
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> MIMetrics:
+        d = dict(d)
+        d["tpr_at_fpr"] = {float(k): float(v) for k, v in d["tpr_at_fpr"].items()}
+        d["ci"] = {k: (float(v[0]), float(v[1])) for k, v in d["ci"].items()}
+        return cls(**d)
+
+    def resolution_note(self) -> str | None:
+        """What the smallest FPRs mean with this few non-members (None if all are resolved)."""
+        step = 1 / self.n_nonmembers
+        low = [x for x in self.tpr_at_fpr if 0 < x < step]
+        if not low:
+            return None
+        return (
+            f"with {self.n_nonmembers} non-members the smallest non-zero FPR is {step:.3g}, so "
+            f"TPR at FPR <= {', '.join(f'{x:g}' for x in low)} is TPR at FPR = 0"
+        )
+
+
+def _labels_scores(members: np.ndarray, nonmembers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    y = np.concatenate([np.ones(members.size), np.zeros(nonmembers.size)])
+    return y, np.concatenate([members, nonmembers])
+
+
+def roc_points(
+    members: np.ndarray, nonmembers: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(FPR, TPR, threshold) at every distinct threshold, starting at (0, 0, inf)."""
+    from sklearn.metrics import roc_curve
+
+    y, s = _labels_scores(members, nonmembers)
+    return roc_curve(y, s, drop_intermediate=False)
+
 
 def roc_auc(members: np.ndarray, nonmembers: np.ndarray) -> float:
-    """P(s(member) > s(non-member)) + 0.5 P(tie): the Mann-Whitney form of the ROC AUC."""
-    allv = np.concatenate([members, nonmembers])
-    from scipy.stats import rankdata
+    """P(s(member) > s(non-member)) + 0.5 P(tie): the area under the ROC curve."""
+    from sklearn.metrics import auc
 
-    r = rankdata(allv)[: members.size]
-    u = r.sum() - members.size * (members.size + 1) / 2
-    return float(u / (members.size * nonmembers.size))
+    fpr, tpr, _ = roc_points(members, nonmembers)
+    return float(auc(fpr, tpr))
+
+
+def _tpr_at(fpr: np.ndarray, tpr: np.ndarray, max_fpr: float) -> float:
+    return float(tpr[fpr <= max_fpr + 1e-15].max())
 
 
 def tpr_at_fpr(members: np.ndarray, nonmembers: np.ndarray, max_fpr: float) -> float:
     """Largest TPR over thresholds tau (member iff score >= tau) with FPR(tau) <= max_fpr."""
-    thresholds = np.unique(np.concatenate([members, nonmembers, [np.inf]]))
-    nm = np.sort(nonmembers)
-    mm = np.sort(members)
-    fpr = (nm.size - np.searchsorted(nm, thresholds, side="left")) / nm.size
-    tpr = (mm.size - np.searchsorted(mm, thresholds, side="left")) / mm.size
-    ok = fpr <= max_fpr + 1e-15
-    return float(tpr[ok].max())
+    fpr, tpr, _ = roc_points(members, nonmembers)
+    return _tpr_at(fpr, tpr, max_fpr)
 
 
 def fpr_at_full_tpr(members: np.ndarray, nonmembers: np.ndarray) -> float:
@@ -93,10 +138,37 @@ def fpr_at_full_tpr(members: np.ndarray, nonmembers: np.ndarray) -> float:
     return float(np.count_nonzero(nonmembers >= members.min()) / nonmembers.size)
 
 
+def _point(m: np.ndarray, n: np.ndarray, fprs: Sequence[float]) -> dict[str, float]:
+    """Every metric from one ROC curve (one sklearn call per sample)."""
+    from sklearn.metrics import auc
+
+    fpr, tpr, _ = roc_points(m, n)
+    d = {"auc": float(auc(fpr, tpr)), "fpr_at_full_tpr": float(fpr[np.argmax(tpr >= 1.0)])}
+    for x in fprs:
+        d[f"tpr_at_fpr<={x}"] = _tpr_at(fpr, tpr, x)
+    return d
+
+
+def _point_sorted(m: np.ndarray, n: np.ndarray, fprs: Sequence[float]) -> dict[str, float]:
+    """`_point` by counting in sorted arrays: the same numbers, ~50x faster per bootstrap
+    sample than a `roc_curve` call (tested equal in tests/test_mi_metrics.py)."""
+    ms, ns = np.sort(m), np.sort(n)
+    below = np.searchsorted(ns, ms, side="left")
+    ties = np.searchsorted(ns, ms, side="right") - below
+    auc_value = float((below + 0.5 * ties).sum() / (ms.size * ns.size))
+    thresholds = np.concatenate([ms, [np.inf]])  # the TPR steps happen at member scores
+    tpr = (ms.size - np.searchsorted(ms, thresholds, side="left")) / ms.size
+    fpr = (ns.size - np.searchsorted(ns, thresholds, side="left")) / ns.size
+    d = {"auc": auc_value, "fpr_at_full_tpr": float(fpr[0])}
+    for x in fprs:
+        d[f"tpr_at_fpr<={x}"] = _tpr_at(fpr, tpr, x)
+    return d
+
+
 def mi_metrics(
     member_scores: Sequence[float],
     nonmember_scores: Sequence[float],
-    fprs: Sequence[float] = (0.001, 0.01, 0.1),
+    fprs: Sequence[float] = DEFAULT_FPRS,
     n_bootstrap: int = 1000,
     level: float = 0.95,
     seed: int = 0,
@@ -104,18 +176,14 @@ def mi_metrics(
     """AUC, TPR at FPR <= x, FPR at 100% TPR, with stratified percentile-bootstrap CIs."""
     m = _iv_scores("member_scores", member_scores)
     n = _iv_scores("nonmember_scores", nonmember_scores)
-
-    def point(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
-        d = {"auc": roc_auc(a, b), "fpr_at_full_tpr": fpr_at_full_tpr(a, b)}
-        for x in fprs:
-            d[f"tpr_at_fpr<={x}"] = tpr_at_fpr(a, b, x)
-        return d
-
-    est = point(m, n)
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1), got {level}")
+    est = _point(m, n, fprs)
     rng = np.random.default_rng(seed)
     boots: dict[str, list[float]] = {k: [] for k in est}
     for _ in range(n_bootstrap):
-        d = point(m[rng.integers(0, m.size, m.size)], n[rng.integers(0, n.size, n.size)])
+        mb, nb = m[rng.integers(0, m.size, m.size)], n[rng.integers(0, n.size, n.size)]
+        d = _point_sorted(mb, nb, fprs)
         for key, v in d.items():
             boots[key].append(v)
     lo_q, hi_q = (1 - level) / 2, 1 - (1 - level) / 2
@@ -132,4 +200,12 @@ def mi_metrics(
         n_nonmembers=n.size,
         ci=ci,
         ci_level=level,
+        n_bootstrap=n_bootstrap,
     )
+
+
+def mi_table(
+    scores: Mapping[str, tuple[Sequence[float], Sequence[float]]], **options: Any
+) -> dict[str, MIMetrics]:
+    """`mi_metrics` for every named (member scores, non-member scores) pair, same options."""
+    return {name: mi_metrics(m, n, **options) for name, (m, n) in scores.items()}

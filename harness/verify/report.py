@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from canaries.canary_set import CanarySet, CanarySetError, load_canary_set, read_secret, secret_path
@@ -56,6 +56,9 @@ def load_canary_file(path: Path) -> CanaryFile:
 def verify_report(report: Report, options: VerifyOptions | None = None) -> list[Check]:
     """Run every check; a check that cannot be run with what was given is a FAIL or open."""
     options = options or VerifyOptions()
+    # scores are re-computed with the definitions the report was made with (absent: version 1)
+    defs = int(report.provenance.get("score_definitions", 1))
+    options = replace(options, rescore_plan=replace(options.rescore_plan, score_definitions=defs))
     out = _report_checks(report)
     files, problems = _given_files(report, options)
     out += problems
@@ -69,6 +72,11 @@ def verify_report(report: Report, options: VerifyOptions | None = None) -> list[
         return backends[spec]
 
     for a in report.audits:
+        if a.canary_set is None:  # a benchmark on labelled data: its own checks
+            from harness.verify.benchmark import benchmark_checks
+
+            out += benchmark_checks(a, options, load)
+            continue
         out += _audit_checks(a, files, options, load)
     return out
 
@@ -101,7 +109,7 @@ def _given_files(report: Report, options: VerifyOptions) -> tuple[dict[str, Cana
     """Commitment -> the canary file given for it; files and commitments that fit no audit fail."""
     files: dict[str, CanaryFile] = {}
     out = []
-    in_report = {a.canary_set.commitment for a in report.audits}
+    in_report = {a.canary_set.commitment for a in report.audits if a.canary_set is not None}
     for path in options.canaries:
         try:
             f = load_canary_file(Path(path))

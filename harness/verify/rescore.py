@@ -17,6 +17,7 @@ from pathlib import Path
 from canaries.canary_set import CanarySet
 from harness.backends.base import Backend, Fingerprint
 from harness.results import AuditResult
+from harness.stats.scores import SCORE_DEFINITIONS, legacy_name
 from harness.verify.checks import Verdict
 
 #: default agreement required between a stored and a re-scored score (absolute)
@@ -33,6 +34,8 @@ class RescorePlan:
     atol: float = RESCORE_ATOL
     model: str | None = None  # spec override (default: the report's)
     reference: str | None = None  # spec override for the reference model
+    #: score definitions the report was made with (its provenance; absent = 1)
+    score_definitions: int = SCORE_DEFINITIONS
 
 
 def escape_probability(m: int, s: int, forged: int) -> float:
@@ -116,20 +119,25 @@ def _rescore_scores(
     plan_opts = a.canary_set.plan.get("score_options") or {}
     if plan_opts:
         options[a.canary_set.plan["score"]] = plan_opts
+    # a report made under older score definitions is re-scored with those definitions
+    as_made = {k: legacy_name(k, plan.score_definitions) for k in names}
+    options = {as_made.get(k, k): v for k, v in options.items()}
     rows = score_texts(
         [i.text for i in items],
         backend,
-        ScoringRequest(tuple(names), options),
+        ScoringRequest(tuple(as_made[k] for k in names), options),
         bytes.fromhex(a.audit_seed),
         reference=reference,
     )
     worst, where = 0.0, ""
     for item, row in zip(items, rows, strict=True):
         for k in names:
-            d = abs(row[k] - item.scores[k])
+            d = abs(row[as_made[k]] - item.scores[k])
             if not d <= worst:  # NaN counts as a mismatch
                 worst, where = d, f"{item.id}/{k}"
     summary = f"{len(canaries)} canaries; " + escape_note(len(others), s)
+    if plan.score_definitions != SCORE_DEFINITIONS:
+        summary += f" (with score definitions v{plan.score_definitions}, as the report was made)"
     if not worst <= plan.atol:
         return "FAIL", f"re-scored {summary}; largest |difference| {worst:.3g} at {where} > {plan.atol}"
     return "ok", f"re-scored {summary}; largest |difference| {worst:.2g} <= {plan.atol}"

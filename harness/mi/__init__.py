@@ -1,0 +1,1 @@
+"""Membership inference on natural text, honestly labelled: data, blind baselines, shift checks."""
