@@ -29,6 +29,14 @@ class OutputError(OSError):
         return str(self.args[0]) if self.args else "output error"
 
 
+def error_line(e: Exception) -> str:
+    """One line naming the problem; an OS error names its path without errno decoration."""
+    if type(e).__str__ is OSError.__str__ and isinstance(e, OSError) and e.strerror:
+        where = f"{e.filename}: " if e.filename is not None else ""
+        return f"{where}{e.strerror.lower()}"
+    return " ".join(str(e).split()) or type(e).__name__
+
+
 def _tmp_name(final: Path) -> Path:
     return final.with_name(f"{TMP_PREFIX}{final.name}.{uuid.uuid4().hex[:12]}")
 
@@ -198,6 +206,7 @@ __all__ = [
     "check_writable_dir",
     "clean_leftovers",
     "current_umask",
+    "error_line",
     "fsync_dir",
     "is_regular_file",
     "new_tmp_dir",

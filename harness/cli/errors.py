@@ -10,7 +10,7 @@ import click
 
 from canaries.canary_set import CanarySetError
 from canaries.corpus import CorpusError
-from canaries.files import OutputError
+from canaries.files import OutputError, error_line
 from canaries.generators import GeneratorError
 from canaries.inject import InjectError
 from canaries.wordlist import WordlistError
@@ -78,14 +78,6 @@ def user_errors(fn: F) -> F:
             raise click.ClickException(error_line(e)) from e
 
     return wrapper  # type: ignore[return-value]
-
-
-def error_line(e: Exception) -> str:
-    """One line naming the problem; an OS error names its path without errno decoration."""
-    if type(e).__str__ is OSError.__str__ and isinstance(e, OSError) and e.strerror:
-        where = f"{e.filename}: " if e.filename is not None else ""
-        return f"{where}{e.strerror.lower()}"
-    return " ".join(str(e).split()) or type(e).__name__
 
 
 def hex_seed(text: str | None, min_bytes: int = 16, option: str = "--seed") -> bytes | None:

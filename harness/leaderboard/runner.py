@@ -80,8 +80,8 @@ def run_cell(cell: Cell, backend: Any, reference: Any, cache: Any) -> Any:
 
 def run_model_cells(job: ModelJob, emit: Callable[..., None]) -> list[CellRecord]:
     """A worker's job: load the model (and reference) once, run its cells in order."""
+    from canaries.files import error_line
     from harness.cache import ScoreCache
-    from harness.cli.errors import error_line
     from harness.report import write_report
 
     out = Path(job.out)
