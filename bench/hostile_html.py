@@ -439,7 +439,7 @@ def part_d(work: Path, handbook_manifest: Path | None) -> dict:
 def _stages_overhead(rounds: int = 5) -> dict:
     """The FineWeb filter chain on the extracted handbook pages, in this process, with and
     without the per-document worker, alternating (seconds: min and median of `rounds`)."""
-    from harness.survival import EXTRACTORS, _filter_steps, quiet_datatrove, run_stages
+    from harness.survival.pipeline import EXTRACTORS, _filter_steps, quiet_datatrove, run_stages
 
     quiet_datatrove()
     src = sorted(p for p in HANDBOOK.iterdir() if p.suffix == ".html" and not p.is_symlink())
@@ -467,7 +467,7 @@ def _unlimited_filter_seconds(pages: Path) -> float:
     code = (
         "import time,sys; from datatrove.data import Document;"
         "from resiliparse.extract.html2text import extract_plain_text as x;"
-        "from harness.survival import _filter_steps; f=_filter_steps()[0][1];"
+        "from harness.survival.pipeline import _filter_steps; f=_filter_steps()[0][1];"
         "t=x(open(sys.argv[1]).read()); t0=time.monotonic();"
         "list(f.run(iter([Document(text=t,id='p')]))); print(time.monotonic()-t0)"
     )

@@ -40,7 +40,7 @@ GROUPS = ("paragraph", "font-size-0", "clip", "display-none", "comment", "meta")
 
 def extract_corpus(pages_dir: Path, timeout: float) -> dict[str, str]:
     """datatrove Trafilatura (FineWeb settings) over every page, in sorted order, one crawl."""
-    from harness.survival import EXTRACTORS, quiet_datatrove
+    from harness.survival.pipeline import EXTRACTORS, quiet_datatrove
 
     quiet_datatrove()
     pages = sorted(str(p.relative_to(pages_dir)) for p in pages_dir.rglob("*.html"))

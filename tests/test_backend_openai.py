@@ -18,7 +18,7 @@ from tiny_lm import TEXTS, serving, tiny_lm_dir
 
 from harness.backends import BackendError, load_backend, parse_model_spec
 from harness.backends.openai_compat import echo_token_logprobs, split_endpoint, vllm_prompt_logprobs
-from harness.serve import ScoringHandler
+from harness.serve.server import ScoringHandler
 
 SECRET = "sk-test-7f3a9c-do-not-leak"
 

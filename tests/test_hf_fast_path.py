@@ -7,8 +7,6 @@ arithmetic in the backend; the chunked and the full path differ only in summatio
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pytest
 import torch

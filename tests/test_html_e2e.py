@@ -16,7 +16,7 @@ from canaries.generators import words_spec
 def test_visible_carrier_is_detected_and_comment_carrier_is_not(tmp_path: Path) -> None:
     pytest.importorskip("resiliparse")
     from harness.audit import audit_from_paths
-    from harness.survival import EXTRACTORS
+    from harness.survival.pipeline import EXTRACTORS
     from harness.train import TrainConfig, stdlib_docstrings, train_causal_lm, train_tokenizer
 
     docs = stdlib_docstrings(40_000)

@@ -286,7 +286,7 @@ def test_hub_id_from_cache_branch_or_commit_and_fast_failure(tiny, tmp_path, mon
 
 
 def test_served_identity_is_the_weights_identity(tiny):
-    from harness.serve import ScoringHandler
+    from harness.serve.server import ScoringHandler
 
     class Anonymous(ScoringHandler):
         def _send(self, status: int, payload: dict) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from tiny_lm import serving, tiny_lm_dir
 
-from harness.serve import ScoringHandler
+from harness.serve.server import ScoringHandler
 
 lm_eval = pytest.importorskip("lm_eval")
 pytest.importorskip("aiohttp")  # lm_eval[api]

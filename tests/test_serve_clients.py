@@ -15,10 +15,10 @@ import torch
 from tiny_lm import TEXTS, serving, tiny_lm_dir
 
 from harness.backends import BackendError, load_backend
-from harness.completions import ScoringModel, completions
-from harness.serve import ScoringHandler
-from harness.serve_limits import RequestError
-from harness.stop_rules import MAX_STOP_STRINGS, StopRule, StopWatch, ending, first_stop
+from harness.serve.completions import ScoringModel, completions
+from harness.serve.limits import RequestError
+from harness.serve.server import ScoringHandler
+from harness.serve.stop_rules import MAX_STOP_STRINGS, StopRule, StopWatch, ending, first_stop
 
 
 @pytest.fixture(scope="module")
@@ -229,7 +229,7 @@ def test_stop_rule_keeps_cancellation(server):
         polls.append(1)
         return len(polls) > 5
 
-    from harness.scoring_model import Cancelled
+    from harness.serve.model import Cancelled
 
     rule = StopRule(strings=("\u2603never\u2603",))
     with pytest.raises(Cancelled):

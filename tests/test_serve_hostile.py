@@ -21,15 +21,15 @@ import pytest
 import torch
 from tiny_lm import tiny_lm_dir
 
-from harness.scoring_model import Cancelled, ModelTurns
-from harness.serve import ScoringServer
-from harness.serve_limits import NORMALIZER_SLACK, ServeLimits
+from harness.serve.limits import NORMALIZER_SLACK, ServeLimits
+from harness.serve.model import Cancelled, ModelTurns
+from harness.serve.server import ScoringServer
 
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):
     from harness.backends.hf import HFBackend
-    from harness.completions import ScoringModel
+    from harness.serve.completions import ScoringModel
 
     backend = HFBackend(
         str(tiny_lm_dir(tmp_path_factory)), dtype="float32", device="cpu", batch_size=4

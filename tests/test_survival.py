@@ -13,8 +13,8 @@ from canaries.canary_set import Plan, load_canary_set, new_canary_set, save_cana
 from canaries.embed import embed_pages, manifest_path_for
 from canaries.generators import words_spec
 from harness.cli import main
-from harness.survival import STAGES, CopyOutcome
-from harness.survival_report import render_markdown, tabulate
+from harness.survival.pipeline import STAGES, CopyOutcome
+from harness.survival.report import render_markdown, tabulate
 
 pytest.importorskip("bs4")
 pytest.importorskip("resiliparse")
@@ -91,7 +91,7 @@ def test_extractors_see_what_they_should(crawl: Path, tmp_path: Path) -> None:
 def test_fineweb_chain_runs_and_records_every_stage(crawl: Path) -> None:
     pytest.importorskip("datatrove")
     pytest.importorskip("spacy")
-    from harness.survival import measure_manifest
+    from harness.survival.pipeline import measure_manifest
 
     out = measure_manifest(crawl, ["trafilatura-fineweb"], with_filters=True, timeout=60)
     assert len(out) == 6 and all(len(o.verbatim) == len(STAGES) for o in out)
@@ -214,7 +214,7 @@ def test_trafilatura_sandbox_timeouts_are_listed_by_page(crawl: Path, monkeypatc
     pytest.importorskip("datatrove")
     from datatrove.pipeline.extractors import Trafilatura
 
-    from harness.survival import measure
+    from harness.survival.pipeline import measure
 
     real = Trafilatura.extract
 

@@ -66,8 +66,8 @@ def serving(
 ) -> Iterator:
     """A real `tdp serve` ScoringServer on a free loopback port, in a background thread."""
     from harness.backends.hf import HFBackend
-    from harness.completions import ScoringModel
-    from harness.serve import ScoringServer
+    from harness.serve.completions import ScoringModel
+    from harness.serve.server import ScoringServer
 
     backend = HFBackend(str(model_dir), dtype="float32", device="cpu", batch_size=4)
     server = ScoringServer(ScoringModel(backend, name), "127.0.0.1", 0, api_key, handler)

@@ -102,8 +102,8 @@ def serve_cmd(
     reports whether the model is busy.
     """
     from harness.backends.hub import preflight_model
-    from harness.serve import build_server
-    from harness.serve_limits import ServeLimits
+    from harness.serve.limits import ServeLimits
+    from harness.serve.server import build_server
 
     preflight_model(model)
     limits = ServeLimits(

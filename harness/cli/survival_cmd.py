@@ -71,8 +71,8 @@ def survival_cmd(
     )
     from canaries.html import HtmlEmbedError
     from harness.provenance import now, provenance
-    from harness.survival import EXTRACTORS, SurvivalError, measure, package_versions
-    from harness.survival_report import cells_to_dicts, render_markdown, tabulate
+    from harness.survival.pipeline import EXTRACTORS, SurvivalError, measure, package_versions
+    from harness.survival.report import cells_to_dicts, render_markdown, tabulate
 
     names = list(extractors) or list(EXTRACTORS)
     unknown = [n for n in names if n not in EXTRACTORS]

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from transformers import StoppingCriteria
 
-from harness.serve_limits import RequestError, bool_field
+from harness.serve.limits import RequestError, bool_field
 
 MAX_STOP_STRINGS, MAX_STOP_CHARS, MAX_STOP_TOKEN_IDS = 16, 256, 64
 

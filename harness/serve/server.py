@@ -2,14 +2,14 @@
 
 Lets a model owner grant black-box audit access (log-probs and generations) without
 releasing weights. Routes as vLLM's OpenAI server: `GET /v1/models`, `POST /v1/completions`
-(semantics in harness/completions.py), `POST /tokenize`, `POST /detokenize`, `GET /health`,
+(semantics in harness/serve/completions.py), `POST /tokenize`, `POST /detokenize`, `GET /health`,
 `GET /load`. Model entries in `/v1/models` carry a `tdp` object (the model identity: digests of
 the stored weight tensors and of the tokenizer's canonical content, see
 harness/backends/identity.py; dtype, revision) so a client can check it holds the right
 tokenizer and record what it audited.
 Binds 127.0.0.1 unless told otherwise; `api_key_env` makes it require a Bearer key.
 
-Hostile or slow clients are bounded (harness/serve_limits.py): a wall-clock deadline for a
+Hostile or slow clients are bounded (harness/serve/limits.py): a wall-clock deadline for a
 request's headers and another for its body, scaled to its declared size (slow-loris sockets
 are closed, not held; a slow body holds a connection, never a place in the model queue), a cap
 on connections and on POSTs in flight (503 with Retry-After beyond it, as uvicorn's
@@ -40,7 +40,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from harness.backends.base import BackendError
-from harness.completions import (
+from harness.serve.completions import (
     Cancelled,
     RequestError,
     ScoringModel,
@@ -49,7 +49,7 @@ from harness.completions import (
     models_card,
     tokenize,
 )
-from harness.serve_limits import ServeLimits, content_length, parse_json_object
+from harness.serve.limits import ServeLimits, content_length, parse_json_object
 
 log = logging.getLogger(__name__)
 

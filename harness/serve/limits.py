@@ -2,7 +2,7 @@
 
 Every check here is cheap and runs before any tokenizing or model work; each failure is a
 RequestError carrying a 4xx status and a one-line message (OpenAI's error shape is made in
-harness/serve.py). JSON is parsed strictly: `NaN`, `Infinity` and numbers that overflow to
+harness/serve/server.py). JSON is parsed strictly: `NaN`, `Infinity` and numbers that overflow to
 infinity are refused (Python's json module accepts them by default), and so is nesting deep
 enough to exhaust the parser's recursion.
 """

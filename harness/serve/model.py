@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from transformers import StoppingCriteria
 
-from harness.stop_rules import StopRule, StopWatch
+from harness.serve.stop_rules import StopRule, StopWatch
 
 POLL_S = 0.05
 NO_STOP = StopRule()
@@ -111,7 +111,7 @@ class ScoringModel:
     """Token-id scoring and generation over a loaded HFBackend; one model call at a time."""
 
     def __init__(self, backend: Any, served_name: str, max_logprobs: int = 20) -> None:
-        from harness.serve_limits import max_token_bytes
+        from harness.serve.limits import max_token_bytes
 
         self.backend, self.name, self.max_logprobs = backend, served_name, max_logprobs
         self.model, self.tokenizer = backend.model, backend.tokenizer

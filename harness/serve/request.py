@@ -19,8 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from harness.scoring_model import ScoringModel
-from harness.serve_limits import (
+from harness.serve.limits import (
     NORMALIZER_SLACK,
     SEED_MAX,
     SEED_MIN,
@@ -31,7 +30,8 @@ from harness.serve_limits import (
     number_field,
     token_ids,
 )
-from harness.stop_rules import StopRule, stop_rule
+from harness.serve.model import ScoringModel
+from harness.serve.stop_rules import StopRule, stop_rule
 
 #: request fields accepted only at these (OpenAI default) values
 NEUTRAL = {

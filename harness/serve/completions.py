@@ -7,9 +7,9 @@ token string (the actual token plus the top `logprobs`), `tokens` and `text_offs
 supported. Log-probs are raw (before temperature), computed in float32 from the model's
 logits and clamped below at -9999 as vLLM does. Requests asking for features not implemented
 here (streaming, penalties, top-p/top-k truncation ...) are refused with HTTP
-400 rather than silently ignored (harness/completion_request.py); `/tokenize` and
+400 rather than silently ignored (harness/serve/request.py); `/tokenize` and
 `/detokenize` are answered here too, under the same limits. Stop strings and stop token ids
-follow OpenAI and vLLM (harness/stop_rules.py). Greedy `n > 1` returns n identical choices, as
+follow OpenAI and vLLM (harness/serve/stop_rules.py). Greedy `n > 1` returns n identical choices, as
 OpenAI's API does; vLLM's server refuses it ("n must be 1 when using greedy sampling").
 """
 
@@ -20,16 +20,16 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from harness.completion_request import CompletionRequest, parse_completion_request
-from harness.scoring_model import Cancelled, ScoringModel, SeqScores, never
-from harness.serve_limits import (
+from harness.serve.limits import (
     NORMALIZER_SLACK,
     RequestError,
     ServeLimits,
     bool_field,
     token_ids,
 )
-from harness.stop_rules import Ending, ending
+from harness.serve.model import Cancelled, ScoringModel, SeqScores, never
+from harness.serve.request import CompletionRequest, parse_completion_request
+from harness.serve.stop_rules import Ending, ending
 
 __all__ = [
     "Cancelled",

@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from canaries.html import CARRIERS
-from harness.survival import EXTRACTORS, STAGES, CopyOutcome
+from harness.survival.pipeline import EXTRACTORS, STAGES, CopyOutcome
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,1 @@
+"""`tdp serve`: an OpenAI-compatible scoring server over one model (limits, cancellation, stops)."""

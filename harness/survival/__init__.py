@@ -1,0 +1,1 @@
+"""Do hidden canaries survive real pretraining pipelines? Extractors, filters, dedup, tables."""
