@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "harness.cli.verify_cmd",
     "harness.cli.calibrate_cmd",
     "harness.cli.simulate_cmd",
+    "harness.cli.shadow_cmd",
 )
 
 

@@ -16,6 +16,7 @@ from canaries.inject import InjectError
 from canaries.wordlist import WordlistError
 from harness.backends import BackendError, ModelSpecError
 from harness.cache import CacheError
+from harness.mi.shadow import ShadowError
 from harness.protocol.beacon import BeaconError
 from harness.protocol.local_tsa import LocalTSAError
 from harness.protocol.pool import ProtocolError
@@ -43,6 +44,7 @@ USER_ERRORS: tuple[type[Exception], ...] = (
     TimestampError,
     LocalTSAError,
     InjectError,
+    ShadowError,
     # the file system's own verdicts on a path the user gave: one line, naming the path
     FileNotFoundError,
     FileExistsError,

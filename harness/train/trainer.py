@@ -51,6 +51,17 @@ def pack_blocks(texts: Sequence[str], tokenizer: Any, block_size: int) -> torch.
     return torch.tensor(ids[: n * block_size], dtype=torch.long).view(n, block_size)
 
 
+def pretrained(init_from: str | Path, config: TrainConfig) -> Any:
+    """A checkpoint to fine-tune; its context must hold a block of `config.block_size`."""
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(str(init_from))
+    context = getattr(model.config, "max_position_embeddings", None)
+    if context is not None and config.block_size > context:
+        raise ValueError(f"block_size {config.block_size} exceeds {init_from}'s context {context}")
+    return model
+
+
 def train_causal_lm(
     texts: Sequence[str],
     tokenizer: Any,
@@ -58,8 +69,13 @@ def train_causal_lm(
     out_dir: str | Path,
     progress: bool = True,
     desc: str = "training",
+    init_from: str | Path | None = None,
 ) -> TrainResult:
-    """Train from scratch and save model + tokenizer to `out_dir` (a transformers directory)."""
+    """Train from scratch and save model + tokenizer to `out_dir` (a transformers directory).
+
+    With `init_from` (a transformers folder or hub id; `tokenizer` must be its tokenizer) the
+    checkpoint is fine-tuned instead of a fresh model (the size fields of `config` are unused).
+    """
     from accelerate import Accelerator
     from accelerate.utils import set_seed
     from transformers import GPT2Config, GPT2LMHeadModel, get_linear_schedule_with_warmup
@@ -82,7 +98,7 @@ def train_causal_lm(
         attn_pdrop=0.0,
         loss_type="ForCausalLM",
     )
-    model = GPT2LMHeadModel(cfg)
+    model = GPT2LMHeadModel(cfg) if init_from is None else pretrained(init_from, config)
     gen = torch.Generator().manual_seed(config.seed)
     loader = torch.utils.data.DataLoader(blocks, batch_size=config.batch_size, shuffle=True, generator=gen)
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)

@@ -1,0 +1,1 @@
+"""Membership-inference attacks beyond one model: shadow sets, LiRA, RMIA, reference calibration."""
