@@ -153,7 +153,10 @@ def run_attacks(obs: ShadowObservations, names: Sequence[str],
     out = {}
     for name in names:
         attack = get_attack(name)
-        result = attack.run(obs, dict((options or {}).get(name, {})))
+        try:
+            result = attack.run(obs, dict((options or {}).get(name, {})))
+        except ValueError as e:  # the observations cannot support this attack
+            raise ShadowError(f"attack {name}: {e}") from e
         out[name] = AttackScores(name, attack.statistic, result.scores, attack.assumptions,
                                  result.details)
     return out

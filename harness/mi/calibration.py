@@ -32,6 +32,8 @@ def reference_calibration(target: np.ndarray, stats: np.ndarray, keep: np.ndarra
     if use != "out":
         raise ValueError(f"use must be 'out' or 'all', got {use!r}")
     out = class_means(s, k)[1]
+    if out.rule == "absent":
+        raise ValueError("every reference model trained on every scored text; none is OUT")
     details = {"references": int(s.shape[0]), "use": "out",
                "out_per_text": [int(out.counts.min()), int(out.counts.max())],
                "texts_without_out": out.imputed, "imputation": out.rule}

@@ -19,7 +19,7 @@ class ClassMeans:
     mean: np.ndarray  # (T,)
     counts: np.ndarray  # (T,) samples per text
     imputed: int  # texts with no sample of this class
-    rule: str  # "none", "offset" or "column-mean"
+    rule: str  # "none", "offset", "column-mean", or "absent" (no sample for any text: NaN)
 
 
 def check_shapes(stats: np.ndarray, keep: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -63,8 +63,8 @@ def _fill(mean: np.ndarray, counts: np.ndarray, other: np.ndarray, gap: float | 
     if gap is not None:
         out[missing] = other[missing] + gap
         return ClassMeans(out, counts, int(missing.sum()), "offset")
-    if missing.all():
-        raise ValueError("no shadow model has a sample of this class for any text")
+    if missing.all():  # e.g. IN for texts no shadow model trained on (canaries)
+        return ClassMeans(out, counts, int(missing.sum()), "absent")
     out[missing] = float(np.mean(mean[~missing]))
     return ClassMeans(out, counts, int(missing.sum()), "column-mean")
 

@@ -67,6 +67,9 @@ def _target(target: np.ndarray, n_texts: int) -> np.ndarray:
 def _fit(stats: np.ndarray, keep: np.ndarray, variance: Variance, online: bool) -> dict[str, Any]:
     s, k = check_shapes(stats, keep)
     m_in, m_out = class_means(s, k)
+    if m_out.rule == "absent" or (online and m_in.rule == "absent"):
+        which = "OUT" if m_out.rule == "absent" else "IN"
+        raise ValueError(f"no shadow model gives an {which} sample for any scored text")
     counts = (m_in.counts, m_out.counts) if online else (m_out.counts,)
     mode = _variance_mode(variance, counts)
     std = pooled_std(s, k, (m_in, m_out))

@@ -36,7 +36,10 @@ A_GRID = tuple(round(0.1 * i, 1) for i in range(11))
 def _marginal_x(ref_px: np.ndarray, keep: np.ndarray, online: bool, a: float) -> np.ndarray:
     if online:
         return ref_px.mean(axis=0)
-    return ((1 + a) * class_means(ref_px, keep)[1].mean + (1 - a)) / 2
+    out = class_means(ref_px, keep)[1]
+    if out.rule == "absent":
+        raise ValueError("offline RMIA needs OUT reference models; every one trained on every text")
+    return ((1 + a) * out.mean + (1 - a)) / 2
 
 
 def _marginal_z(ref_pz: np.ndarray, online: bool, a: float) -> np.ndarray:

@@ -85,15 +85,21 @@ def _tokenizer(req: ShadowRequest, root: Path | None) -> Any:
     return train_tokenizer(list(req.pool) + list(req.population), req.vocab_size)
 
 
-def check_context(req: ShadowRequest, tokenizer: Any) -> None:
-    """From scratch, a model's context is 2 x block_size: every text (+ the scoring prefix)
-    must fit, or the shadow models could not score it."""
-    if req.init_from is not None:
-        return
+def check_fits(req: ShadowRequest, tokenizer: Any) -> None:
+    """Before anything is written: every model's half fills at least one training block, and
+    (from scratch, where the context is 2 x block_size) every text fits the context."""
+    lengths = {t: len(tokenizer.encode(t, add_special_tokens=False)) + 1 for t in
+               (*req.pool, *req.population)}
+    for i in range(min(req.n_models, 2)):  # a pair's halves: the smallest is among the first two
+        members = model_members(len(req.pool), i, req.seed)
+        tokens = sum(lengths[t] for t, k in zip(req.pool, members, strict=True) if k)
+        if tokens < req.train.block_size:
+            raise ShadowError(f"half of the pool is {tokens} tokens, less than one training block "
+                              f"of {req.train.block_size}: give more texts or a smaller "
+                              "--block-size")
     context = 2 * req.train.block_size
-    longest = max(len(tokenizer.encode(t, add_special_tokens=False)) + 1 for t in
-                  (*req.pool, *req.population))
-    if longest > context:
+    longest = max(lengths.values())
+    if req.init_from is None and longest > context:
         raise ShadowError(f"a text has {longest} tokens but the models' context is {context} "
                           f"(2 x block size): use --block-size >= {(longest + 1) // 2} or "
                           "shorter texts")
@@ -158,7 +164,7 @@ def open_shadow_set(root: Path, req: ShadowRequest, force: bool = False) -> Shad
                               "it (use --force or another folder)")
         remove_path(root)
     tokenizer = _tokenizer(req, None)
-    check_context(req, tokenizer)
+    check_fits(req, tokenizer)
     root.mkdir(parents=True, exist_ok=True)
     write_texts(root / POOL_FILE, req.pool)
     if req.population:
