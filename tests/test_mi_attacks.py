@@ -12,7 +12,7 @@ from harness.mi.design import keep_matrix, model_members, pack_mask, unpack_mask
 from harness.mi.estimates import class_means, pooled_std
 from harness.mi.lira import lira_offline, lira_online
 from harness.mi.observe import ShadowObservations
-from harness.mi.rmia import rmia, tune_offline_a
+from harness.mi.rmia import rmia, rmia_ratio, tune_offline_a
 from harness.mi.shadow import ShadowError
 from harness.mi.signals import logit_confidence, mean_logprob, sequence_probability
 from harness.stats.metrics import roc_auc, tpr_at_fpr
@@ -174,6 +174,7 @@ def test_rmia_orders_texts_as_their_ratio_to_the_reference_average():
     out = rmia(tx, rx, keep, rng.uniform(0.01, 0.2, 500), rng.uniform(0.01, 0.2, (6, 500)),
                online=True).scores
     ratio = tx / rx.mean(axis=0)
+    assert np.allclose(rmia_ratio(tx, rx, keep, online=True), ratio)
     order = np.argsort(ratio)
     assert np.all(np.diff(out[order]) >= 0)  # monotone in ratio_x
 

@@ -67,7 +67,7 @@ def rmia(target_px: np.ndarray, ref_px: np.ndarray, keep: np.ndarray, target_pz:
                          f"{tz.shape} under {rz.shape}")
     if not 0 <= a <= 1 or not gamma > 0:
         raise ValueError(f"need 0 <= a <= 1 and gamma > 0, got a={a}, gamma={gamma}")
-    ratio_x = tx / _marginal_x(s, k, online, a)
+    ratio_x = rmia_ratio(tx, s, k, online, a)
     ratio_z = np.sort(tz / _marginal_z(rz, online, a))
     # LR(x, z) > gamma  <=>  ratio_z < ratio_x / gamma (all ratios positive)
     scores = np.searchsorted(ratio_z, ratio_x / gamma, side="left") / ratio_z.size
@@ -80,6 +80,13 @@ def rmia(target_px: np.ndarray, ref_px: np.ndarray, keep: np.ndarray, target_pz:
         "texts_scoring_1": int(np.count_nonzero(scores == 1.0)),
     }
     return AttackOutput(scores, details)
+
+
+def rmia_ratio(target_px: np.ndarray, ref_px: np.ndarray, keep: np.ndarray,
+               online: bool = False, a: float = 1.0) -> np.ndarray:
+    """ratio_x = Pr(x|theta) / Pr(x): what RMIA's score is a monotone function of for a fixed
+    population (its limit without ties as the population grows)."""
+    return np.asarray(target_px, dtype=np.float64) / _marginal_x(ref_px, keep, online, a)
 
 
 def tune_offline_a(ref_px: np.ndarray, keep: np.ndarray, ref_pz: np.ndarray,
