@@ -53,7 +53,7 @@ from harness.scoring import ScoringRequest, score_texts  # noqa: E402
 from harness.stats.plan import run_statistic  # noqa: E402
 from harness.train import TrainConfig, stdlib_docstrings, train_causal_lm  # noqa: E402
 
-TRAIN = TrainConfig(n_layer=1, n_embd=64, n_head=2, block_size=96, epochs=6, batch_size=16,
+TRAIN = TrainConfig(n_layer=1, n_embd=64, n_head=2, block_size=96, epochs=12, batch_size=16,
                     lr=5e-3, warmup_steps=5)
 SCORES = ("loss", "ref_ratio", "shadow ref_calibration", "shadow lira_offline")
 
@@ -122,28 +122,52 @@ def table(results: dict[int, list[dict[str, float]]], alpha: float) -> str:
     return "\n".join(rows)
 
 
+def paired(results: dict[int, list[dict[str, float]]]) -> list[str]:
+    """Per (set, r), the shadow score's p against each single-model score's p."""
+    rows = [x for sets in results.values() for x in sets]
+    out = []
+    for base in ("loss", "ref_ratio"):
+        for s in ("shadow ref_calibration", "shadow lira_offline"):
+            d = np.array([x[s] - x[base] for x in rows])
+            out.append(f"- {s} vs {base}: smaller p in {int((d < 0).sum())} of {d.size} "
+                       f"(set, r) pairs, median log10 p difference {np.median(d):+.2f}")
+    return out
+
+
+def null_lines(null: list[dict[str, float]], alpha: float) -> list[str]:
+    out = []
+    for s in SCORES:
+        lp = np.array([x[s] for x in null])
+        out.append(f"- {s}: {int((lp <= np.log10(alpha)).sum())} of {lp.size} at p <= {alpha}, "
+                   f"smallest p {10 ** lp.min():.3g}, median p {10 ** np.median(lp):.2f}")
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", type=Path, default=Path("results/mi-canary-shadow"))
-    ap.add_argument("--repeats", default="1,2,4")
+    ap.add_argument("--repeats", default="1,2,4,8")
     ap.add_argument("--sets", type=int, default=8)
+    ap.add_argument("--null-sets", type=int, default=8, help="sets never planted (H0 controls)")
     ap.add_argument("--shadows", type=int, default=8)
-    ap.add_argument("--corpus-bytes", type=int, default=40_000)
+    ap.add_argument("--corpus-bytes", type=int, default=150_000)
     args = ap.parse_args()
     t0, work, alpha = time.time(), args.out / "work", 0.01
     corpus = clean_corpus(args.corpus_bytes)
     beacon, tsa = LocalTestBeacon.create(), LocalTSA.create(work / f"tsa-{int(t0)}")
     shadow = stamped_shadows(work, corpus, args.shadows, tsa)
     tok = load_tokenizer(str(shadow.root / "tokenizer"))
-    sets = assigned_sets(args.sets, 8, 200, beacon)
+    sets = assigned_sets(args.sets + args.null_sets, 8, 200, beacon)
+    sets, nulls = sets[: args.sets], sets[args.sets:]
     reference = load_backend(f"hf:{train_once(work / 'reference', list(corpus), tok, 7)}")
-    cache, results = ScoreCache(work / "cache"), {}
+    cache, results, null = ScoreCache(work / "cache"), {}, []
     for r in (int(x) for x in args.repeats.split(",")):
         texts = list(corpus)
         for i, cs in enumerate(sets):
             texts, _ = inject_texts(texts, cs, r, derive_seed("canary-shadow-bench", "inj", str(i)))
         target = load_backend(f"hf:{train_once(work / f'target-r{r}-{int(t0)}', texts, tok, r)}")
         results[r] = [p_values(cs, target, reference, shadow, cache) for cs in sets]
+        null += [p_values(cs, target, reference, shadow, cache) for cs in nulls]
         print(f"r={r}: done", flush=True)
     text = "\n".join([
         "# Shadow-calibrated canary scores vs loss and ref_ratio (protocol v2, local chain)", "",
@@ -153,11 +177,16 @@ def main() -> None:
         f"clean corpus; rank-sum test, alpha = {alpha}; {args.shadows} shadow models on halves "
         "of the clean corpus, timestamped (local test TSA) before the sets' beacon round. Same "
         "tiny GPT-2 recipe and tokenizer for every model. Every p-value is an exact bound.", "",
-        table(results, alpha), ""])
+        table(results, alpha), "",
+        "One target model per r (so rows are single training runs: compare scores within a row,",
+        "not r across rows). Paired over every (set, r):", "", *paired(results), "",
+        f"Null controls: {args.null_sets} more sets committed and assigned the same way but never "
+        f"planted, tested on every target ({len(null)} p-values per score; under H0 each is "
+        "uniform or larger):", "", *null_lines(null, alpha), ""])
     args.out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(args.out / "README.md", text)
     atomic_write_text(args.out / "results.json", json.dumps(
-        {"log10_p": {str(r): v for r, v in results.items()}, "alpha": alpha,
+        {"log10_p": {str(r): v for r, v in results.items()}, "null_log10_p": null, "alpha": alpha,
          "shadow_digest": shadow.digest(), "provenance": provenance()}, indent=1) + "\n")
     print(text)
 

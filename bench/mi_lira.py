@@ -39,6 +39,7 @@ from harness.backends.encoding import load_tokenizer  # noqa: E402
 from harness.cache import ScoreCache  # noqa: E402
 from harness.mi.attacks import run_attacks  # noqa: E402
 from harness.mi.design import model_members  # noqa: E402
+from harness.mi.estimates import class_means  # noqa: E402
 from harness.mi.evaluate import evaluate  # noqa: E402
 from harness.mi.lira import lira_offline, lira_online  # noqa: E402
 from harness.mi.observe import ShadowObservations, observe  # noqa: E402
@@ -147,12 +148,35 @@ def ablations(obs: ShadowObservations) -> dict[str, np.ndarray]:
     }
 
 
+OFFSET = {"offset": "population"}
+
+
+def offset_rows(obs: ShadowObservations) -> dict[str, np.ndarray]:
+    """LiRA with every model's population median subtracted (a model-level shift removed)."""
+    out = run_attacks(obs, ["lira_online", "lira_offline"],
+                      {"lira_online": OFFSET, "lira_offline": OFFSET})
+    return {f"{k} [population offset]": v.scores for k, v in out.items()}
+
+
+def diagnostics(obs: ShadowObservations) -> dict:
+    """Model-level shifts (population medians of the LiRA statistic) and the mean IN-OUT gap."""
+    s = statistic_matrix("logit_confidence", obs.shadows)
+    m_in, m_out = class_means(s, obs.keep)
+    shadow = np.median(statistic_matrix("logit_confidence", obs.population_shadows), axis=1)
+    target = float(np.median(statistic_vector("logit_confidence", obs.population_target)))
+    return {"shadow_offsets": [float(x) for x in shadow], "target_offset": target,
+            "shadow_offset_range": float(shadow.max() - shadow.min()),
+            "mean_gap": float(np.mean(m_in.mean - m_out.mean))}
+
+
 def curve_scores(obs: ShadowObservations, n: int) -> dict[str, np.ndarray]:
     """The curve's attacks with the first n shadow models (RMIA's a tuned when n >= 2)."""
     sub = obs.subset(range(n))
     out = {k: v.scores for k, v in run_attacks(sub, [a for a in CURVE_ATTACKS if a != "rmia"],
                                                {"lira_online": {"variance": "global"},
                                                 "lira_offline": {"variance": "global"}}).items()}
+    online = run_attacks(sub, ["lira_online"], {"lira_online": {**OFFSET, "variance": "global"}})
+    out["lira_online [population offset]"] = online["lira_online"].scores
     if n >= 2:
         out["rmia"] = run_attacks(sub, ["rmia"])["rmia"].scores
     else:  # one reference model cannot tune a (it needs one to attack and one to use)
@@ -171,14 +195,16 @@ def run(cfg: BenchConfig, work: Path) -> dict:
     ref = load_backend(f"hf:{ref_dir}")
     scores: dict[str, list[np.ndarray]] = {}
     curve: dict[int, dict[str, list[np.ndarray]]] = {n: {} for n in cfg.curve}
-    labels, details, t0 = [], {}, time.time()
+    labels, details, diag, t0 = [], {}, {}, time.time()
     for path, members in targets:
         target = load_backend(f"hf:{path}")
         obs = observe(pool, target, shadow, seed, cache)
         attacks = run_attacks(obs, ATTACKS)
         details[path.name] = {k: v.details for k, v in attacks.items()}
+        diag[path.name] = diagnostics(obs)
         rows = {**baselines(list(pool), target, ref, seed, cache),
-                **{k: v.scores for k, v in attacks.items()}, **ablations(obs)}
+                **{k: v.scores for k, v in attacks.items()}, **offset_rows(obs),
+                **ablations(obs)}
         for k, v in rows.items():
             scores.setdefault(k, []).append(v)
         for n in cfg.curve:
@@ -195,6 +221,8 @@ def run(cfg: BenchConfig, work: Path) -> dict:
         "curve": {n: evaluate({k: np.concatenate(v) for k, v in c.items()}, y, FPRS,
                               cfg.curve_bootstrap) for n, c in curve.items()},
         "details": details,
+        "diagnostics": {**diag[targets[0][0].name], "targets": {
+            k: v["target_offset"] for k, v in diag.items()}},
     }
 
 

@@ -22,6 +22,8 @@ LABELS = {
     "ref_calibration": "reference calibration (OUT shadow models)",
     "lira_online": "**LiRA online** (global variance)",
     "lira_offline": "**LiRA offline** (global variance)",
+    "lira_online [population offset]": "**LiRA online**, population offset",
+    "lira_offline [population offset]": "**LiRA offline**, population offset",
     "rmia": "**RMIA offline** (a tuned)",
     "rmia_online": "**RMIA online**",
 }
@@ -32,10 +34,16 @@ def _tpr(m, x: float) -> float:
     return m.tpr_at_fpr[x]
 
 
-def shape_checks(metrics: dict, curve: dict) -> list[str]:
+def shape_checks(metrics: dict, curve: dict, diag: dict) -> list[str]:
     """Statements about the run's shape, each computed from its numbers."""
     lo, lf, loss = metrics["lira_online"], metrics["lira_offline"], metrics["loss"]
     pv = metrics["lira_online [per-text variance]"]
+    lp = metrics["lira_online [population offset]"]
+    lfp = metrics["lira_offline [population offset]"]
+    spread, gap = diag["shadow_offset_range"], diag["mean_gap"]
+    lo_s, hi_s = min(diag["shadow_offsets"]), max(diag["shadow_offsets"])
+    targets = ", ".join(f"{v:.3f}" for v in diag["targets"].values()) + (
+        f"; shadows {lo_s:.3f} to {hi_s:.3f}")
     ns = sorted(curve)
     seq = [_tpr(curve[n]["lira_online"], 0.01) for n in ns]
     best_base = max(("loss", "zlib", "min_k", "min_k_pp", "ref_ratio"),
@@ -51,6 +59,11 @@ def shape_checks(metrics: dict, curve: dict) -> list[str]:
         f"{100 * _tpr(lf, 0.01):.2f}%.",
         f"Global vs per-text variance (online, {ns[-1]} shadow models): TPR at FPR <= 1% "
         f"{100 * _tpr(lo, 0.01):.2f}% vs {100 * _tpr(pv, 0.01):.2f}%.",
+        f"Population offset (each model's median statistic on the population subtracted): "
+        f"online AUC {lo.auc:.3f} -> {lp.auc:.3f}, TPR at FPR <= 1% {100 * _tpr(lo, 0.01):.2f}% "
+        f"-> {100 * _tpr(lp, 0.01):.2f}%; offline AUC {lf.auc:.3f} -> {lfp.auc:.3f}.",
+        f"Model-level shift: the shadow models' population medians of the LiRA statistic span "
+        f"{spread:.3f} (targets: {targets}), against a mean IN-OUT gap per text of {gap:.3f}.",
         "LiRA online TPR at FPR <= 1% by number of shadow models: "
         + ", ".join(f"{n}: {100 * v:.2f}%" for n, v in zip(ns, seq, strict=True))
         + (" (non-decreasing)" if all(b >= a for a, b in zip(seq, seq[1:], strict=False))
@@ -146,7 +159,8 @@ def readme(result: dict, command: str) -> str:
         curve_table(result["curve"]),
         "",
         "## Shape, computed from the numbers above",
-        *[f"- {s}" for s in shape_checks(result["metrics"], result["curve"])],
+        *[f"- {s}" for s in shape_checks(result["metrics"], result["curve"],
+                                          result["diagnostics"])],
         "",
         "Plots: `roc.png` (log-log ROC), `shadow_curve.png`. Comparison with the published LiRA "
         "results: `COMPARISON.md`.",
@@ -164,7 +178,7 @@ def to_json(result: dict, command: str) -> str:
         "metrics": {k: m.to_dict() for k, m in result["metrics"].items()},
         "curve": {str(n): {k: m.to_dict() for k, m in c.items()}
                   for n, c in result["curve"].items()},
-        "attack_details": result["details"],
+        "attack_details": result["details"], "diagnostics": result["diagnostics"],
         "provenance": provenance(command.split()),
     }
     return json.dumps(doc, indent=1, default=float) + "\n"
@@ -174,7 +188,7 @@ def write_outputs(result: dict, out: Path, command: str) -> None:
     out.mkdir(parents=True, exist_ok=True)
     y, s = result["is_member"], result["scores"]
     shown = ("loss", "min_k_pp", "ref_ratio", "ref_calibration", "lira_online", "lira_offline",
-             "rmia", "rmia_online")
+             "lira_online [population offset]", "rmia", "rmia_online")
     curves = {k: (s[k][y], s[k][~y]) for k in shown}
     atomic_write_bytes(out / "roc.png", roc_loglog_png(curves, "2 targets x pool, 16 shadows"))
     atomic_write_bytes(out / "shadow_curve.png", curve_png(result["curve"]))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from scipy.stats import norm, spearmanr
@@ -238,3 +240,25 @@ def test_registry_runs_each_attack_on_observations_and_labels_estimates():
         get_attack("lira_onlin")
     with pytest.raises(ShadowError, match="population"):
         run_attacks(_observations(w), ["rmia"])
+
+
+def test_population_offset_removes_a_target_level_shift():
+    """A target that is better overall by c (population included) scores exactly like the
+    unshifted target once every model's population median is subtracted; without it, online
+    LiRA's order changes (its score moves by c * gap / s^2, text by text)."""
+    w = gaussian_world(texts=600, models=8)
+    rng = np.random.default_rng(11)
+    pop_t, pop_s = rng.normal(0, 3, 200), rng.normal(0, 3, (8, 200))
+    sig = lambda v: 1 / (1 + np.exp(-v))  # noqa: E731
+    lp = lambda x: np.array([np.log(x)])  # noqa: E731
+    def with_pop(target, pt):
+        o = _observations({**w, "target": target})
+        return replace(o, population_target=tuple(lp(sig(v)) for v in pt),
+                       population_shadows=tuple(tuple(lp(sig(v)) for v in row) for row in pop_s))
+    opts = {"lira_online": {"offset": "population"}}
+    plain = run_attacks(with_pop(w["target"], pop_t), ["lira_online"], opts)["lira_online"]
+    shifted = run_attacks(with_pop(w["target"] + 1.5, pop_t + 1.5), ["lira_online"], opts)
+    assert np.allclose(shifted["lira_online"].scores, plain.scores, atol=1e-6)
+    assert shifted["lira_online"].details["offset"] == "population"
+    raw = run_attacks(with_pop(w["target"] + 1.5, pop_t + 1.5), ["lira_online"])["lira_online"]
+    assert spearmanr(raw.scores, plain.scores).statistic < 0.99

@@ -26,7 +26,8 @@ SEED = b"shadow-test-seed-0001"
 
 
 def _texts(n: int, offset: int = 0) -> tuple[str, ...]:
-    paras = [" ".join(p.split()) for d in stdlib_docstrings(60_000) for p in re.split(r"\n\s*\n", d)]
+    paras = [" ".join(p.split()) for d in stdlib_docstrings(60_000)
+             for p in re.split(r"\n\s*\n", d)]
     paras = [p for p in dict.fromkeys(paras) if 80 < len(p) < 300]
     return tuple(paras[offset: offset + n])
 
@@ -146,17 +147,31 @@ def test_cli_train_show_attack(tmp_path, shadow_dir: Path):
     s = load_shadow_set(shadow_dir)
     mem, non = tmp_path / "mem.jsonl", tmp_path / "non.jsonl"
     keep0 = s.keep()[0]
-    mem.write_text("".join(json.dumps({"text": t}) + "\n" for t, k in zip(s.pool, keep0) if k))
-    non.write_text("".join(json.dumps({"text": t}) + "\n" for t, k in zip(s.pool, keep0)
-                           if not k))
+    for path, want in ((mem, True), (non, False)):
+        path.write_text("".join(json.dumps({"text": t}) + "\n"
+                                for t, k in zip(s.pool, keep0, strict=True) if k == want))
     att = tmp_path / "att"
     r = CliRunner().invoke(main, ["shadow", "attack", str(shadow_dir), "--model",
                                   f"hf:{s.model_dir(s.models[0])}", "--members", str(mem),
-                                  "--nonmembers", str(non), "-o", str(att), "--bootstrap", "20"])
+                                  "--nonmembers", str(non), "-o", str(att), "--bootstrap", "20",
+                                  "--population-offset"])
     assert r.exit_code == 0, r.output
     doc = json.loads((att / "attack.json").read_text())
     assert doc["kind"] == "estimate" and doc["members"] == 12
+    assert doc["options"]["lira_online"] == {"offset": "population"}
+    assert doc["scores"]["lira_online"]["details"]["offset"] == "population"
     assert set(doc["scores"]) == {"loss", "lira_online", "lira_offline", "rmia", "rmia_online",
                                   "ref_calibration"}
     assert (att / "roc.png").read_bytes()[:4] == b"\x89PNG"
     assert "TPR @ FPR<=0.1%" in (att / "table.md").read_text()
+
+
+def test_fine_tuning_a_checkpoint_records_it(shadow_dir: Path, tmp_path):
+    s = load_shadow_set(shadow_dir)
+    init = str(s.model_dir(s.models[0]))
+    req = ShadowRequest(_texts(24), 1, MICRO, SEED, init_from=init)
+    tuned = train_shadow_set(tmp_path / "ft", req, progress=False)
+    assert tuned.plan.init_from == init and tuned.plan.vocab_size is None
+    assert tuned.plan.init_identity == s.models[0].identity
+    assert tuned.plan.tokenizer == s.plan.tokenizer  # the checkpoint's own tokenizer
+    assert tuned.models[0].identity not in (None, s.models[0].identity)

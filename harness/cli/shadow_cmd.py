@@ -142,14 +142,19 @@ def timestamp_cmd(folder: Path, tsa_url, reply, chain, local_tsa) -> None:
 @click.option("--attack", "attacks", multiple=True,
               help="Attack name (repeatable; default: every attack the set supports).")
 @click.option("--out", "-o", required=True, type=click.Path(path_type=Path, file_okay=False))
+@click.option("--population-offset", is_flag=True,
+              help="Subtract each model's median statistic on the set's population first "
+              "(LiRA and reference calibration): removes model-level shifts.")
 @click.option("--bootstrap", type=click.IntRange(min=0), default=1000, show_default=True)
 @click.option("--force", is_flag=True, help="Replace an existing output folder.")
 @user_errors
-def attack_cmd(folder, model, members, nonmembers, attacks, out, bootstrap, force) -> None:
+def attack_cmd(folder, model, members, nonmembers, attacks, out, population_offset, bootstrap,
+               force) -> None:
     """Run shadow-model attacks on labelled texts: metrics (estimates) and a log-log ROC."""
     from harness.mi.attack_run import run_labelled_attack
 
-    path = run_labelled_attack(folder, model, members, nonmembers, attacks, out, bootstrap, force)
+    path = run_labelled_attack(folder, model, members, nonmembers, attacks, out, bootstrap, force,
+                               population_offset)
     click.echo(f"wrote {path}")
 
 

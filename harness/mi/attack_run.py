@@ -29,6 +29,7 @@ from harness.mi.signals import statistic_vector
 from harness.provenance import now
 
 SCHEMA = 1
+OFFSET_ATTACKS = ("lira_online", "lira_offline", "ref_calibration")
 NOTE = ("Membership inference on natural text is evidence, not proof: these AUC and TPR figures "
         "are estimates with no false-positive bound. For a proof, plant random canaries.")
 
@@ -39,7 +40,7 @@ def default_attacks(has_population: bool) -> list[str]:
 
 def run_labelled_attack(folder: Path, model: str, members: Path, nonmembers: Path,
                         attacks: Sequence[str], out: Path, bootstrap: int = 1000,
-                        force: bool = False) -> Path:
+                        force: bool = False, population_offset: bool = False) -> Path:
     """Score, attack, measure, and write the result folder; returns its path."""
     check_new_output(Path(out), force, "output folder")
     check_writable_dir(Path(out).parent, "output folder")
@@ -48,14 +49,18 @@ def run_labelled_attack(folder: Path, model: str, members: Path, nonmembers: Pat
     for n in names:
         if get_attack(n).needs_population and not shadow.population:
             raise ShadowError(f"attack {n!r} needs a population; {folder} has none")
+    if population_offset and not shadow.population:
+        raise ShadowError(f"--population-offset needs a population; {folder} has none")
+    options = {n: {"offset": "population"} for n in OFFSET_ATTACKS} if population_offset else {}
     mem, non = read_corpus(members).texts, read_corpus(nonmembers).texts
     texts = list(mem) + list(non)
     is_member = np.array([True] * len(mem) + [False] * len(non))
     backend = load_backend(model)
     seed = derive_seed("tdp-shadow-attack", texts_digest(tuple(texts)))
     obs = observe(texts, backend, shadow, seed, ScoreCache(default_cache_dir()),
-                  population=any(get_attack(n).needs_population for n in names))
-    results = run_attacks(obs, names)
+                  population=population_offset or any(get_attack(n).needs_population
+                                                      for n in names))
+    results = run_attacks(obs, names, options)
     scores = {"loss": statistic_vector("mean_logprob", obs.target)}
     scores.update({n: r.scores for n, r in results.items()})
     metrics = evaluate(scores, is_member, FPRS, bootstrap)
@@ -64,7 +69,7 @@ def run_labelled_attack(folder: Path, model: str, members: Path, nonmembers: Pat
         "model": {"spec": model, "fingerprint": backend.fingerprint().to_dict()},
         "shadow_set": {"folder": str(shadow.root), "models": list(obs.names),
                        "pool_sha256": shadow.plan.pool_sha256},
-        "members": len(mem), "nonmembers": len(non),
+        "members": len(mem), "nonmembers": len(non), "options": options,
         "fpr_rule": "TPR at FPR <= x: largest TPR over thresholds with FPR <= x (inclusive)",
         "scores": {n: {"metrics": m.to_dict(),
                        **({"statistic": results[n].statistic,

@@ -9,7 +9,12 @@ The API a task needs is two calls::
 
 so a leaderboard row reads, e.g., `task = "mi-benchmark"` with options
 `shadow_set = "shadows/docstrings-16"` and `attacks = ["lira_online", "lira_offline", "rmia",
-"ref_calibration"]`. Every score is an estimate (`AttackScores.kind == "estimate"`): natural-text
+"ref_calibration"]`. Options per attack (`options={"lira_online": {"offset": "population"}}`):
+lira_*: variance "auto" | "global" | "per-text", offset "none" | "population"; rmia: a "tune" |
+a float in [0, 1], gamma > 0; rmia_online: gamma; ref_calibration: use "out" | "all", offset.
+Online LiRA needs the scored texts in the shadow set's pool (each is IN for half the models); a
+text outside it is OUT everywhere and its IN mean is estimated (`harness.mi.estimates`).
+Every score is an estimate (`AttackScores.kind == "estimate"`): natural-text
 membership inference gives evidence, never a false-positive bound. `ATTACKS` lists each attack's
 statistic and assumptions; `get_attack` answers unknown names with a "did you mean".
 """
@@ -38,6 +43,15 @@ SHADOWS_LIKE_TARGET = (
     "a mismatch costs power"
 )
 ESTIMATE = "an estimate: membership inference on natural text gives evidence, never a bound"
+#: option `offset="population"` of lira_online, lira_offline and ref_calibration: every model's
+#: statistic is shifted by its median over the population texts, which no model trained on, so
+#: a model-level shift (one training run converging better than another) is removed before the
+#: per-text comparison. Online LiRA needs it most: its score (mu_in - mu_out)(2 phi - mu_in -
+#: mu_out) / 2 s^2 moves by c (mu_in - mu_out) / s^2 when the target is shifted by c, which
+#: reorders texts by their IN-OUT gap; offline scores shift by one constant per target.
+MODEL_OFFSET = ("with offset='population': population texts are non-members of the target and "
+                "of every shadow model, so a model's median statistic on them measures its "
+                "overall shift, not membership")
 
 
 @dataclass(frozen=True)
@@ -73,11 +87,33 @@ def _matrices(obs: ShadowObservations, statistic: str) -> tuple[np.ndarray, np.n
     return statistic_vector(statistic, obs.target), statistic_matrix(statistic, obs.shadows)
 
 
+def _offset(obs: ShadowObservations, statistic: str, opts: dict[str, Any],
+            details: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """The statistics, each model's shifted by its median on the population when
+    `offset="population"` (see MODEL_OFFSET)."""
+    t, s = _matrices(obs, statistic)
+    how = opts.get("offset", "none")
+    if how == "none":
+        return t, s
+    if how != "population":
+        raise ShadowError(f"offset must be 'none' or 'population', got {how!r}")
+    if not obs.population_target:
+        raise ShadowError("offset='population' needs the shadow set's population texts")
+    t0 = float(np.median(statistic_vector(statistic, obs.population_target)))
+    s0 = np.median(statistic_matrix(statistic, obs.population_shadows), axis=1)
+    details.update({"offset": "population", "target_offset": t0,
+                    "shadow_offsets": [float(x) for x in s0]})
+    return t - t0, s - s0[:, None]
+
+
 def _lira(online: bool) -> Callable[[ShadowObservations, dict[str, Any]], AttackOutput]:
     def run(obs: ShadowObservations, opts: dict[str, Any]) -> AttackOutput:
-        t, s = _matrices(obs, "logit_confidence")
+        extra: dict[str, Any] = {}
+        t, s = _offset(obs, "logit_confidence", opts, extra)
         fn = lira_online if online else lira_offline
-        return fn(t, s, obs.keep, opts.get("variance", "auto"))
+        out = fn(t, s, obs.keep, opts.get("variance", "auto"))
+        out.details.update(extra)
+        return out
 
     return run
 
@@ -105,8 +141,11 @@ def _rmia(online: bool) -> Callable[[ShadowObservations, dict[str, Any]], Attack
 
 
 def _calibration(obs: ShadowObservations, opts: dict[str, Any]) -> AttackOutput:
-    t, s = _matrices(obs, "mean_logprob")
-    return reference_calibration(t, s, obs.keep, opts.get("use", "out"))
+    extra: dict[str, Any] = {}
+    t, s = _offset(obs, "mean_logprob", opts, extra)
+    out = reference_calibration(t, s, obs.keep, opts.get("use", "out"))
+    out.details.update(extra)
+    return out
 
 
 ATTACKS: dict[str, Attack] = {a.name: a for a in (
@@ -114,11 +153,11 @@ ATTACKS: dict[str, Attack] = {a.name: a for a in (
            "LiRA online: log-likelihood ratio of per-text IN/OUT Gaussians (Carlini et al. 2022)",
            ("the statistic is Gaussian over training runs, IN and OUT",
             "a member of the target was trained on as often as a shadow model's members",
-            SHADOWS_LIKE_TARGET, ESTIMATE), _lira(True)),
+            SHADOWS_LIKE_TARGET, MODEL_OFFSET, ESTIMATE), _lira(True)),
     Attack("lira_offline", "logit_confidence",
            "LiRA offline: -log one-sided p-value of the target under the per-text OUT Gaussian",
            ("the statistic is Gaussian over training runs that leave the text out",
-            SHADOWS_LIKE_TARGET, ESTIMATE), _lira(False)),
+            SHADOWS_LIKE_TARGET, MODEL_OFFSET, ESTIMATE), _lira(False)),
     Attack("rmia", "sequence_probability",
            "RMIA offline: fraction of population texts dominated, Pr(x) from OUT references "
            "with the linear correction a (tuned on a reference model unless given)",
@@ -134,7 +173,7 @@ ATTACKS: dict[str, Attack] = {a.name: a for a in (
            "reference calibration: target mean log-prob minus its mean over OUT reference models "
            "(with one reference that never saw the pool: ref_ratio)",
            ("the references' mean log-prob estimates how hard the text is without training on it",
-            ESTIMATE), _calibration),
+            MODEL_OFFSET, ESTIMATE), _calibration),
 )}
 
 
@@ -174,6 +213,7 @@ def attack_scores(
     """Score `texts` under the target and the shadow set's models, then run each named attack."""
     attacks = [get_attack(n) for n in names]  # unknown names fail before any scoring
     shadow = shadow_set if isinstance(shadow_set, ShadowSet) else load_shadow_set(shadow_set)
-    population = any(a.needs_population for a in attacks)
+    population = any(a.needs_population for a in attacks) or any(
+        dict(o).get("offset", "none") != "none" for o in (options or {}).values())
     obs = observe(texts, target, shadow, seed, cache, population=population)
     return run_attacks(obs, names, options)

@@ -52,10 +52,11 @@ def pack_blocks(texts: Sequence[str], tokenizer: Any, block_size: int) -> torch.
 
 
 def pretrained(init_from: str | Path, config: TrainConfig) -> Any:
-    """A checkpoint to fine-tune; its context must hold a block of `config.block_size`."""
+    """A checkpoint to fine-tune, in float32 (no mixed precision is configured); its context
+    must hold a block of `config.block_size`."""
     from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(str(init_from))
+    model = AutoModelForCausalLM.from_pretrained(str(init_from), dtype=torch.float32)
     context = getattr(model.config, "max_position_embeddings", None)
     if context is not None and config.block_size > context:
         raise ValueError(f"block_size {config.block_size} exceeds {init_from}'s context {context}")
