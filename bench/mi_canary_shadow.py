@@ -13,8 +13,10 @@ a clean reference model trains on C. Every set is then tested by the same rank-s
 - shadow lira_offline: the same, logit-scaled and variance-normalised.
 
 The shadow scores run only through `shadow_canary_test`, i.e. only after the check that the
-shadow set was fixed before the round and shares no text with the pool. Prints the detection
-rate at alpha and the median log10 p per (r, score); writes results/mi-canary-shadow/.
+shadow set was fixed before the round and shares no text with the pool. Repeated over
+replicates (fresh beacon, sets and targets each; the shadows and the reference are shared), with
+never-planted sets as null controls. Prints the detection rate at alpha and the median log10 p
+per (r, score); writes results/mi-canary-shadow/.
 
     OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python bench/mi_canary_shadow.py
 """
@@ -82,12 +84,12 @@ def stamped_shadows(work: Path, corpus: tuple[str, ...], n: int, tsa: LocalTSA) 
     return add_shadow_timestamp(s, record)[0]
 
 
-def assigned_sets(g: int, k: int, m: int, beacon: LocalTestBeacon) -> list[CanarySet]:
+def assigned_sets(g: int, k: int, m: int, beacon: LocalTestBeacon, tag: str) -> list[CanarySet]:
     """G v2 sets committed now, their round awaited, their canaries assigned."""
     plan = Plan(score="loss", statistic="rank-sum", counterfactuals=m, alpha=0.01)
     pending = []
     for i in range(g):
-        seed = derive_seed("canary-shadow-bench", "set", str(i))
+        seed = derive_seed("canary-shadow-bench", "set", tag, str(i))
         cs, _ = commit(words_spec(6, prefix_length=2), k, plan, beacon.chain, 3.0, seed)
         pending.append((cs, seed))
     last = max(round_time(beacon.chain, cs.beacon["round"]) for cs, _ in pending)
@@ -143,46 +145,66 @@ def null_lines(null: list[dict[str, float]], alpha: float) -> list[str]:
     return out
 
 
+def replicate(i: int, args, corpus, shadow: ShadowSet, tok, reference, cache, stamp: int):
+    """One replicate: fresh beacon and sets, one target per r; (p-values per r, null p-values)."""
+    sets = assigned_sets(args.sets + args.null_sets, 8, 200, LocalTestBeacon.create(), str(i))
+    sets, nulls = sets[: args.sets], sets[args.sets:]
+    results: dict[int, list[dict[str, float]]] = {}
+    null: list[dict[str, float]] = []
+    for r in (int(x) for x in args.repeats.split(",")):
+        texts = list(corpus)
+        for j, cs in enumerate(sets):
+            texts, _ = inject_texts(texts, cs, r, derive_seed("canary-shadow-bench", "inj",
+                                                              f"{i}-{j}"))
+        folder = args.out / "work" / f"target-{stamp}-rep{i}-r{r}"
+        target = load_backend(f"hf:{train_once(folder, texts, tok, 100 * i + r)}")
+        results[r] = [p_values(cs, target, reference, shadow, cache) for cs in sets]
+        null += [p_values(cs, target, reference, shadow, cache) for cs in nulls]
+        print(f"replicate {i}, r={r}: done", flush=True)
+    return results, null
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", type=Path, default=Path("results/mi-canary-shadow"))
     ap.add_argument("--repeats", default="1,2,4,8")
     ap.add_argument("--sets", type=int, default=8)
     ap.add_argument("--null-sets", type=int, default=8, help="sets never planted (H0 controls)")
+    ap.add_argument("--replicates", type=int, default=3, help="fresh sets and targets each")
     ap.add_argument("--shadows", type=int, default=8)
     ap.add_argument("--corpus-bytes", type=int, default=150_000)
     args = ap.parse_args()
     t0, work, alpha = time.time(), args.out / "work", 0.01
     corpus = clean_corpus(args.corpus_bytes)
-    beacon, tsa = LocalTestBeacon.create(), LocalTSA.create(work / f"tsa-{int(t0)}")
+    tsa = LocalTSA.create(work / f"tsa-{int(t0)}")
     shadow = stamped_shadows(work, corpus, args.shadows, tsa)
     tok = load_tokenizer(str(shadow.root / "tokenizer"))
-    sets = assigned_sets(args.sets + args.null_sets, 8, 200, beacon)
-    sets, nulls = sets[: args.sets], sets[args.sets:]
     reference = load_backend(f"hf:{train_once(work / 'reference', list(corpus), tok, 7)}")
-    cache, results, null = ScoreCache(work / "cache"), {}, []
-    for r in (int(x) for x in args.repeats.split(",")):
-        texts = list(corpus)
-        for i, cs in enumerate(sets):
-            texts, _ = inject_texts(texts, cs, r, derive_seed("canary-shadow-bench", "inj", str(i)))
-        target = load_backend(f"hf:{train_once(work / f'target-r{r}-{int(t0)}', texts, tok, r)}")
-        results[r] = [p_values(cs, target, reference, shadow, cache) for cs in sets]
-        null += [p_values(cs, target, reference, shadow, cache) for cs in nulls]
-        print(f"r={r}: done", flush=True)
+    cache = ScoreCache(work / "cache")
+    results: dict[int, list[dict[str, float]]] = {}
+    null: list[dict[str, float]] = []
+    for i in range(args.replicates):
+        rep, rep_null = replicate(i, args, corpus, shadow, tok, reference, cache, int(t0))
+        for r, v in rep.items():
+            results.setdefault(r, []).extend(v)
+        null += rep_null
+    n = args.sets * args.replicates
     text = "\n".join([
         "# Shadow-calibrated canary scores vs loss and ref_ratio (protocol v2, local chain)", "",
         f"Generated {now()} by `bench/mi_canary_shadow.py {' '.join(sys.argv[1:])}` in "
-        f"{(time.time() - t0) / 60:.1f} min. {args.sets} v2 canary sets of K = 8 six-word "
-        f"canaries, M = 200 counterfactuals each, planted r times into a {len(corpus)}-paragraph "
-        f"clean corpus; rank-sum test, alpha = {alpha}; {args.shadows} shadow models on halves "
-        "of the clean corpus, timestamped (local test TSA) before the sets' beacon round. Same "
-        "tiny GPT-2 recipe and tokenizer for every model. Every p-value is an exact bound.", "",
+        f"{(time.time() - t0) / 60:.1f} min. {args.replicates} replicates x {args.sets} v2 "
+        f"canary sets of K = 8 six-word canaries, M = 200 counterfactuals each, planted r times "
+        f"into a {len(corpus)}-paragraph clean corpus (one target per replicate and r); rank-sum "
+        f"test, alpha = {alpha}; {args.shadows} shadow models on halves of the clean corpus, "
+        "timestamped (local test TSA) before every set's beacon round. Same tiny GPT-2 recipe "
+        "and tokenizer for every model. Every p-value is an exact bound.", "",
+        f"Detected sets (of {n}) and median log10 p:", "",
         table(results, alpha), "",
-        "One target model per r (so rows are single training runs: compare scores within a row,",
-        "not r across rows). Paired over every (set, r):", "", *paired(results), "",
-        f"Null controls: {args.null_sets} more sets committed and assigned the same way but never "
-        f"planted, tested on every target ({len(null)} p-values per score; under H0 each is "
-        "uniform or larger):", "", *null_lines(null, alpha), ""])
+        "Sets of one replicate and r share a target model. Paired over every (set, r):", "",
+        *paired(results), "",
+        f"Null controls: {args.null_sets} more sets per replicate committed and assigned the same "
+        f"way but never planted, tested on every target ({len(null)} p-values per score; under "
+        "H0 each is uniform or larger):", "", *null_lines(null, alpha), ""])
     args.out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(args.out / "README.md", text)
     atomic_write_text(args.out / "results.json", json.dumps(

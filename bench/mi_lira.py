@@ -125,6 +125,14 @@ def train_all(work: Path, cfg: BenchConfig, pool, population):
     return shadow, targets, ref
 
 
+def training_seconds(shadow, targets, ref: Path) -> float:
+    """Seconds the 19 models took to train, as recorded when each was trained."""
+    own = sum(m.trained["seconds"] for m in shadow.models)
+    paths = [p for p, _ in targets] + [ref]
+    return own + sum(json.loads((p / "tdp_training.json").read_text())["result"]["seconds"]
+                     for p in paths)
+
+
 def baselines(texts, target, reference, seed, cache) -> dict[str, np.ndarray]:
     req = ScoringRequest(BASELINES, {"min_k": {"k": 0.2}, "min_k_pp": {"k": 0.2}})
     rows = score_texts(texts, target, req, seed, reference=reference, cache=cache)
@@ -216,6 +224,7 @@ def run(cfg: BenchConfig, work: Path) -> dict:
     flat = {k: np.concatenate(v) for k, v in scores.items()}
     return {
         "config": asdict(cfg), "sizes": {"pool": len(pool), "population": len(population)},
+        "training_seconds": training_seconds(shadow, targets, ref_dir),
         "shadow": shadow, "is_member": y, "scores": flat,
         "metrics": evaluate(flat, y, FPRS, cfg.bootstrap),
         "curve": {n: evaluate({k: np.concatenate(v) for k, v in c.items()}, y, FPRS,
