@@ -151,6 +151,7 @@ def replicate(i: int, args, corpus, shadow: ShadowSet, tok, reference, cache, st
     sets, nulls = sets[: args.sets], sets[args.sets:]
     results: dict[int, list[dict[str, float]]] = {}
     null: list[dict[str, float]] = []
+    targets = []
     for r in (int(x) for x in args.repeats.split(",")):
         texts = list(corpus)
         for j, cs in enumerate(sets):
@@ -160,8 +161,51 @@ def replicate(i: int, args, corpus, shadow: ShadowSet, tok, reference, cache, st
         target = load_backend(f"hf:{train_once(folder, texts, tok, 100 * i + r)}")
         results[r] = [p_values(cs, target, reference, shadow, cache) for cs in sets]
         null += [p_values(cs, target, reference, shadow, cache) for cs in nulls]
+        targets.append(target)
         print(f"replicate {i}, r={r}: done", flush=True)
-    return results, null
+    planted = {c.text for cs in sets for c in cs.canaries}
+    return results, null, targets, planted
+
+
+def null_calibration(targets: list, reference, shadow: ShadowSet, cache, n_sets: int,
+                     exclude: set[str]) -> dict[str, np.ndarray]:
+    """The null law of every score on these targets, measured directly: n_sets disjoint fresh
+    sets of 8 + 200 generator draws per target (none ever planted). The draws postdate the
+    shadow set's timestamp, as an assigned pool does; this measures the score, not the check."""
+    from canaries.drbg import HashDRBG
+    from canaries.generators import draw_canaries
+    from harness.mi.attacks import run_attacks
+    from harness.mi.observe import observe
+
+    rng = HashDRBG(derive_seed("canary-shadow-bench", "null-calibration"), "null")
+    texts = [c.text for c in draw_canaries(words_spec(6, prefix_length=2), rng, n_sets * 208,
+                                           exclude=exclude)]
+    seed = derive_seed("canary-shadow-bench", "null-order")
+    out: dict[str, list[float]] = {s: [] for s in SCORES}
+    for target in targets:
+        rows = score_texts(texts, target, ScoringRequest(("loss", "ref_ratio"), {}), seed,
+                           reference=reference, cache=cache)
+        obs = observe(texts, target, shadow, seed, cache, population=False)
+        shadow_scores = run_attacks(obs, ["ref_calibration", "lira_offline"])
+        values = {"loss": np.array([r["loss"] for r in rows]),
+                  "ref_ratio": np.array([r["ref_ratio"] for r in rows]),
+                  **{f"shadow {k}": v.scores for k, v in shadow_scores.items()}}
+        for name, v in values.items():
+            for j in range(n_sets):
+                block = v[208 * j: 208 * (j + 1)]
+                out[name].append(run_statistic("rank-sum", block[:8], block[8:]).pvalue)
+    return {k: np.array(v) for k, v in out.items()}
+
+
+def calibration_lines(pvals: dict[str, np.ndarray]) -> list[str]:
+    from scipy.stats import kstest
+
+    lines = []
+    for name, p in pvals.items():
+        lines.append(f"- {name}: {int((p <= 0.01).sum())} of {p.size} at p <= 0.01, "
+                     f"{int((p <= 0.001).sum())} at p <= 0.001, smallest p {p.min():.3g}, "
+                     f"KS test against uniform p = {kstest(p, 'uniform').pvalue:.2f}")
+    return lines
 
 
 def main() -> None:
@@ -171,6 +215,8 @@ def main() -> None:
     ap.add_argument("--sets", type=int, default=8)
     ap.add_argument("--null-sets", type=int, default=8, help="sets never planted (H0 controls)")
     ap.add_argument("--replicates", type=int, default=3, help="fresh sets and targets each")
+    ap.add_argument("--calibration-sets", type=int, default=100,
+                    help="fresh null sets per target for the null calibration")
     ap.add_argument("--shadows", type=int, default=8)
     ap.add_argument("--corpus-bytes", type=int, default=150_000)
     args = ap.parse_args()
@@ -184,10 +230,12 @@ def main() -> None:
     results: dict[int, list[dict[str, float]]] = {}
     null: list[dict[str, float]] = []
     for i in range(args.replicates):
-        rep, rep_null = replicate(i, args, corpus, shadow, tok, reference, cache, int(t0))
+        rep, rep_null, targets, planted = replicate(i, args, corpus, shadow, tok, reference,
+                                                    cache, int(t0))
         for r, v in rep.items():
             results.setdefault(r, []).extend(v)
         null += rep_null
+    calib = null_calibration(targets, reference, shadow, cache, args.calibration_sets, planted)
     n = args.sets * args.replicates
     text = "\n".join([
         "# Shadow-calibrated canary scores vs loss and ref_ratio (protocol v2, local chain)", "",
@@ -204,11 +252,15 @@ def main() -> None:
         *paired(results), "",
         f"Null controls: {args.null_sets} more sets per replicate committed and assigned the same "
         f"way but never planted, tested on every target ({len(null)} p-values per score; under "
-        "H0 each is uniform or larger):", "", *null_lines(null, alpha), ""])
+        "H0 each is uniform or larger):", "", *null_lines(null, alpha), "",
+        f"Null calibration of the scores themselves: {args.calibration_sets} disjoint fresh sets "
+        f"(8 + 200 generator draws, never planted) on each of the last replicate's "
+        f"{len(targets)} targets:", "", *calibration_lines(calib), ""])
     args.out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(args.out / "README.md", text)
     atomic_write_text(args.out / "results.json", json.dumps(
         {"log10_p": {str(r): v for r, v in results.items()}, "null_log10_p": null, "alpha": alpha,
+         "calibration_p": {k: [float(x) for x in v] for k, v in calib.items()},
          "shadow_digest": shadow.digest(), "provenance": provenance()}, indent=1) + "\n")
     print(text)
 
