@@ -170,19 +170,21 @@ def replicate(i: int, args, corpus, shadow: ShadowSet, tok, reference, cache, st
 def null_calibration(targets: list, reference, shadow: ShadowSet, cache, n_sets: int,
                      exclude: set[str]) -> dict[str, np.ndarray]:
     """The null law of every score on these targets, measured directly: n_sets disjoint fresh
-    sets of 8 + 200 generator draws per target (none ever planted). The draws postdate the
-    shadow set's timestamp, as an assigned pool does; this measures the score, not the check."""
+    sets of 8 + 200 generator draws per target, other draws for every target so that all
+    p-values are independent (none ever planted). The draws postdate the shadow set's
+    timestamp, as an assigned pool does; this measures the score, not the check."""
     from canaries.drbg import HashDRBG
     from canaries.generators import draw_canaries
     from harness.mi.attacks import run_attacks
     from harness.mi.observe import observe
 
     rng = HashDRBG(derive_seed("canary-shadow-bench", "null-calibration"), "null")
-    texts = [c.text for c in draw_canaries(words_spec(6, prefix_length=2), rng, n_sets * 208,
-                                           exclude=exclude)]
+    every = [c.text for c in draw_canaries(words_spec(6, prefix_length=2), rng,
+                                           len(targets) * n_sets * 208, exclude=exclude)]
     seed = derive_seed("canary-shadow-bench", "null-order")
     out: dict[str, list[float]] = {s: [] for s in SCORES}
-    for target in targets:
+    for t, target in enumerate(targets):
+        texts = every[t * n_sets * 208: (t + 1) * n_sets * 208]
         rows = score_texts(texts, target, ScoringRequest(("loss", "ref_ratio"), {}), seed,
                            reference=reference, cache=cache)
         obs = observe(texts, target, shadow, seed, cache, population=False)
@@ -254,8 +256,9 @@ def main() -> None:
         f"way but never planted, tested on every target ({len(null)} p-values per score; under "
         "H0 each is uniform or larger):", "", *null_lines(null, alpha), "",
         f"Null calibration of the scores themselves: {args.calibration_sets} disjoint fresh sets "
-        f"(8 + 200 generator draws, never planted) on each of the last replicate's "
-        f"{len(targets)} targets:", "", *calibration_lines(calib), ""])
+        f"(8 + 200 generator draws, never planted; other draws for every target, so all "
+        f"p-values are independent) on each of the last replicate's {len(targets)} targets:",
+        "", *calibration_lines(calib), ""])
     args.out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(args.out / "README.md", text)
     atomic_write_text(args.out / "results.json", json.dumps(
