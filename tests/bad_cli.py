@@ -190,10 +190,33 @@ def build_fixtures(root: Path) -> dict[str, str]:
     f["lb_json"].mkdir()
     (f["lb_json"] / "leaderboard.json").write_text('{"schema": "tdp-leaderboard", '
                                                   '"schema_version": 7}\n')
+    f["shadow_planned"] = _planned_shadow_set(root / "shadow-planned")
+    f["shadow_broken"] = root / "shadow-broken"
+    f["shadow_broken"].mkdir()
+    (f["shadow_broken"] / "shadow.json").write_text("{not json")
+    f["two_docs"] = root / "two.jsonl"
+    f["two_docs"].write_text("".join(json.dumps({"text": f"doc number {i}"}) + "\n"
+                                     for i in range(2)))
+    f["long_docs"] = root / "long.jsonl"
+    f["long_docs"].write_text("".join(json.dumps({"text": f"document {i}: " + "word " * 40})
+                                      + "\n" for i in range(4)))
+    f["same_docs"] = root / "same.jsonl"
+    f["same_docs"].write_text(json.dumps({"text": "one doc"}) + "\n" + json.dumps(
+        {"text": "one doc"}) + "\n" + json.dumps({"text": "another doc"}) + "\n")
     f["ro"] = root / "read-only"
     f["ro"].mkdir()
     f["ro"].chmod(0o555)
     return {k: str(v) for k, v in f.items()}
+
+
+def _planned_shadow_set(root: Path) -> Path:
+    """A shadow set whose two models are planned but not trained (no training needed)."""
+    from harness.mi.shadow_train import ShadowRequest, open_shadow_set
+    from harness.train import TrainConfig
+
+    req = ShadowRequest(("first pool text", "second pool text", "third one"), 2,
+                        TrainConfig(block_size=8), b"bad-cli-shadow-seed", vocab_size=260)
+    return open_shadow_set(root, req).root
 
 
 _C = "--canaries {c}"
@@ -202,6 +225,10 @@ _INJ = f"canaries inject {_C} --corpus {{corpus_jsonl}}"
 _AUD = f"audit {_C} --no-progress"
 _EMB = f"canaries embed {_C} --pages {{pages}} --carrier paragraph"
 _CAL = "calibrate --no-progress --model hf:{fake_model}"
+_SH = "shadow train --no-progress"
+_SHT = f"{_SH} --pool {{two_docs}} -o {{root}}/sht"
+_SHA = ("shadow attack {shadow_planned} --model hf:{fake_model} --members {corpus_jsonl} "
+        "--nonmembers {two_docs}")
 
 CASES: tuple[Case, ...] = (
     # tdp itself
@@ -520,6 +547,45 @@ CASES: tuple[Case, ...] = (
     Case("verify: leaderboard of another schema", "verify {lb_json}", "schema_version 7"),
     Case("inject: v2 set not assigned", "canaries inject --canaries {v2} --corpus {corpus_jsonl} "
          "-o {root}/i2.jsonl", "no canaries yet"),
+    # shadow sets (LiRA / RMIA)
+    Case("shadow train: no options", "shadow train", "Missing option"),
+    Case("shadow train: pool missing", f"{_SH} --pool {{missing}} -o {{root}}/sh", "not found"),
+    Case("shadow train: 0 models", f"{_SH} --pool {{two_docs}} -n 0 -o {{root}}/sh", "range"),
+    Case("shadow train: seed not hex", f"{_SHT} --seed xyz", "not hexadecimal"),
+    Case("shadow train: seed too short", f"{_SHT} --seed abcd", "too short"),
+    Case("shadow train: heads do not divide", f"{_SHT} --n-embd 30 --n-head 4", "divisible"),
+    Case("shadow train: lr 0", f"{_SHT} --lr 0", "range"),
+    Case("shadow train: population in the pool", f"{_SH} --pool {{corpus_jsonl}} -o {{root}}/sh "
+         "--population {corpus_jsonl}", "also in the pool"),
+    Case("shadow train: repeated text", f"{_SH} --pool {{same_docs}} -o {{root}}/sh",
+         "repeats a text"),
+    Case("shadow train: text longer than context", f"{_SH} --pool {{long_docs}} --block-size 8 "
+         "-o {root}/sh", "context"),
+    Case("shadow train: half shorter than a block", f"{_SHT} --block-size 64",
+         "one training block"),
+    Case("shadow train: out is a file", f"{_SH} --pool {{two_docs}} -o {{file}}", "is a file"),
+    Case("shadow train: out holds other files", f"{_SH} --pool {{two_docs}} -o {{nonempty}}",
+         "not a shadow set"),
+    Case("shadow train: out in read-only folder", f"{_SH} --pool {{two_docs}} -o {{ro}}/sh",
+         "not writable"),
+    Case("shadow train: another plan in the folder", f"{_SH} --pool {{two_docs}} "
+         "-o {shadow_planned}", "differs in"),
+    Case("shadow train: --init folder missing", f"{_SHT} --init {{missing}}", "tokenizer"),
+    Case("shadow show: missing", "shadow show {missing}", "not found"),
+    Case("shadow show: not a shadow set", "shadow show {dir}", "not a shadow set"),
+    Case("shadow show: manifest not JSON", "shadow show {shadow_broken}", "not valid JSON"),
+    Case("shadow timestamp: not trained", "shadow timestamp {shadow_planned} --local-tsa "
+         "{root}/tsa", "incomplete"),
+    Case("shadow timestamp: --reply, untrained set", "shadow timestamp {shadow_planned} "
+         "--reply {file}", "incomplete"),
+    Case("shadow attack: unknown attack", f"{_SHA} --attack lira -o {{root}}/att",
+         "unknown attack"),
+    Case("shadow attack: members missing", "shadow attack {shadow_planned} --model hf:x "
+         "--members {missing} --nonmembers {corpus_jsonl} -o {root}/att", "not found"),
+    Case("shadow attack: model broken", f"{_SHA} -o {{root}}/att", "cannot load model"),
+    Case("shadow attack: rmia without population", f"{_SHA} --attack rmia -o {{root}}/att",
+         "needs a population"),
+    Case("shadow attack: out exists", f"{_SHA} -o {{old_report}}", "refusing to overwrite"),
 )
 
 

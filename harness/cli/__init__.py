@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "harness.cli.evidence_cmd",
     "harness.cli.pol_cmd",
     "harness.cli.leaderboard_cmd",
+    "harness.cli.shadow_cmd",
 )
 
 

@@ -22,6 +22,7 @@ from harness.evidence.pdf import PdfError
 from harness.evidence.signing import SigningError
 from harness.leaderboard.config import LeaderboardError
 from harness.mi.data import MIDataError
+from harness.mi.shadow import ShadowError
 from harness.protocol.beacon import BeaconError
 from harness.protocol.local_tsa import LocalTSAError
 from harness.protocol.pool import ProtocolError
@@ -57,6 +58,7 @@ USER_ERRORS: tuple[type[Exception], ...] = (
     PoLError,
     LeaderboardError,
     MIDataError,
+    ShadowError,
     # the file system's own verdicts on a path the user gave: one line, naming the path
     FileNotFoundError,
     FileExistsError,

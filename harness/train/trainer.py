@@ -100,6 +100,18 @@ def _pol_header(
     }
 
 
+def pretrained(init_from: str | Path, config: TrainConfig) -> Any:
+    """A checkpoint to fine-tune, in float32 (no mixed precision is configured); its context
+    must hold a block of `config.block_size`."""
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(str(init_from), dtype=torch.float32)
+    context = getattr(model.config, "max_position_embeddings", None)
+    if context is not None and config.block_size > context:
+        raise ValueError(f"block_size {config.block_size} exceeds {init_from}'s context {context}")
+    return model
+
+
 def train_causal_lm(
     texts: Sequence[str],
     tokenizer: Any,
@@ -108,11 +120,14 @@ def train_causal_lm(
     progress: bool = True,
     desc: str = "training",
     pol: PoLOptions | None = None,
+    init_from: str | Path | None = None,
 ) -> TrainResult:
     """Train from scratch and save model + tokenizer to `out_dir` (a transformers directory).
 
     With `pol`, also write a proof-of-learning log (`harness.train.pol`); the training itself
-    is the same with or without it.
+    is the same with or without it. With `init_from` (a transformers folder or hub id;
+    `tokenizer` must be its tokenizer) the checkpoint is fine-tuned instead of a fresh model
+    (the size fields of `config` are unused).
     """
     from accelerate import Accelerator
     from accelerate.utils import set_seed
@@ -123,7 +138,11 @@ def train_causal_lm(
     accelerator = Accelerator(cpu=not torch.cuda.is_available())
     encoded = encode_documents(texts, tokenizer)
     blocks = pack_encoded(encoded, tokenizer.eos_token_id, config.block_size)
-    raw_model = GPT2LMHeadModel(GPT2Config(**gpt2_config(config, tokenizer)))
+    if init_from is not None and pol is not None:
+        raise ValueError("a proof-of-learning log records a model built from its GPT-2 config; "
+                         "logging the fine-tuning of a checkpoint (init_from) is not supported")
+    raw_model = (GPT2LMHeadModel(GPT2Config(**gpt2_config(config, tokenizer)))
+                 if init_from is None else pretrained(init_from, config))
     gen = torch.Generator().manual_seed(config.seed)
     # the loader yields block indices (same shuffle as over the blocks) so a PoL log can name them
     loader = torch.utils.data.DataLoader(
