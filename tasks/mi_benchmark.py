@@ -10,6 +10,7 @@ report says plainly when they match the model-based scores (harness.mi.shift).
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 
 from canaries.drbg import derive_seed
 from harness.audit import AuditContext
@@ -60,6 +61,9 @@ class MIBenchmarkConfig:
     n_bootstrap: int = 1000
     folds: int = 5  # cross-validation folds of the blind baselines
     year_cutoff: float | None = None  # the year rule's cutoff (default: chosen out of fold)
+    shadow: str | None = None  # a shadow-set folder (`tdp shadow train`): adds the attacks below
+    attacks: tuple[str, ...] = ("lira_offline", "rmia", "ref_calibration")
+    attack_offset: str = "none"  # "population": subtract each model's population median
 
     def __post_init__(self) -> None:
         if isinstance(self.scores, str):
@@ -68,6 +72,20 @@ class MIBenchmarkConfig:
         unknown = [s for s in self.scores if s not in SCORES]
         if unknown:
             raise ValueError(f"unknown scores {unknown}; known: {sorted(SCORES)}")
+        if isinstance(self.attacks, str):
+            object.__setattr__(self, "attacks", (self.attacks,))
+        object.__setattr__(self, "attacks", tuple(self.attacks))
+        if self.shadow is not None:
+            from harness.mi.attacks import get_attack
+
+            for name in self.attacks:
+                get_attack(name)  # unknown attack names fail before any model is loaded
+            if not Path(self.shadow, "shadow.json").exists():
+                raise ValueError(f"shadow={self.shadow!r} is not a shadow set (no shadow.json)")
+        if self.attack_offset not in ("none", "population"):
+            raise ValueError(
+                f"attack_offset must be 'none' or 'population', got {self.attack_offset!r}"
+            )
         if self.n_bootstrap < 0 or self.folds < 2:
             raise ValueError("n_bootstrap must be >= 0 and folds >= 2")
         self.data_spec().preflight()  # fail on a bad source before any model is loaded
@@ -115,11 +133,13 @@ def run(ctx: AuditContext, config: MIBenchmarkConfig) -> AuditResult:
     int_seed = benchmark_seed_int(seed)
     blind = blind_baselines(texts, labels, config.folds, int_seed, config.year_cutoff)
     items = list(with_blind_scores(items, blind))
-    all_names = names + [BLIND_PREFIX + b.name for b in blind]
+    attack_names, attack_notes = _with_attacks(ctx, config, texts, seed, items)
+    all_names = names + attack_names + [BLIND_PREFIX + b.name for b in blind]
     tests = compute_tests(items, all_names, config.primary, config.n_bootstrap, int_seed)
     summary = summarize(tests)
     notes = [NO_BOUND, summary.verdict.sentence(), SHIFT_RULE, f"Metrics: {MI_RULE}."]
     notes += [f"Blind baseline {b.name}: {b.description}." for b in blind]
+    notes += attack_notes
     note = summary.model[config.primary].resolution_note()
     if note:
         notes.append(f"Resolution: {note}.")
@@ -142,6 +162,30 @@ def run(ctx: AuditContext, config: MIBenchmarkConfig) -> AuditResult:
         notes=tuple(notes),
         dataset=info,
     )
+
+
+def _with_attacks(
+    ctx: AuditContext, config: MIBenchmarkConfig, texts: list[str], seed: bytes, items: list
+) -> tuple[list[str], list[str]]:
+    """Shadow-model attacks (LiRA, RMIA, reference calibration) as item scores `attack:<name>`,
+    in place; returns their score names and notes. Estimates, like every score here."""
+    if config.shadow is None:
+        return [], []
+    from harness.mi.attacks import ATTACK_PREFIX, attack_scores
+    from harness.mi.shadow import load_shadow_set
+
+    shadow = load_shadow_set(config.shadow)
+    opts = {a: {"offset": config.attack_offset} for a in config.attacks
+            if a.startswith("lira") or a == "ref_calibration"}
+    out = attack_scores(texts, ctx.backend, shadow, config.attacks, seed, ctx.cache, opts)
+    for j, item in enumerate(items):
+        extra = {ATTACK_PREFIX + n: float(a.scores[j]) for n, a in out.items()}
+        items[j] = ItemScores(item.id, item.role, item.text, {**item.scores, **extra})
+    notes = [f"Shadow set {config.shadow} (digest {shadow.digest()}, {len(shadow.trained)} "
+             "models): attack scores are estimates and are not re-scored by `tdp verify` "
+             "(that needs the shadow models); their metrics are recomputed."]
+    notes += [f"Attack {n} on {a.statistic}: " + "; ".join(a.assumptions) for n, a in out.items()]
+    return [ATTACK_PREFIX + n for n in out], notes
 
 
 TASK = Task(

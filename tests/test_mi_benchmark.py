@@ -124,3 +124,36 @@ def test_an_older_report_is_rescored_with_its_own_score_definitions(tiny_world):
     assert check_rescore(old, cs, replace(plan, score_definitions=1), load_backend)[0] == "ok"
     verdict, detail = check_rescore(old, cs, plan, load_backend)
     assert verdict == "FAIL" and "zlib" in detail or "min_k" in detail
+
+
+def test_shadow_attacks_run_as_benchmark_rows_and_verify(bench, tiny_world, tmp_path):
+    """Issue 10: the attacks are scores of the mi-benchmark task, so a leaderboard row (a task
+    with options) runs them; their metrics verify, and verify says it cannot re-score them."""
+    from harness.mi.shadow_train import ShadowRequest, train_shadow_set
+    from harness.results import load_report
+    from harness.train import TrainConfig
+
+    root, _, _ = bench
+    members = [json.loads(line)["text"] for line in (root / "members.jsonl").open()]
+    nonmembers = [json.loads(line)["text"] for line in (root / "nonmembers.jsonl").open()]
+    micro = TrainConfig(n_layer=1, n_embd=16, n_head=2, block_size=64, epochs=1, batch_size=8,
+                        lr=3e-3, warmup_steps=2)
+    pool = tuple(" ".join(t.split()[:10]) for t in members + nonmembers)
+    population = tuple(" ".join(t.split()[10:20]) for t in nonmembers[:8])
+    shadow = tmp_path / "shadow"
+    train_shadow_set(shadow, ShadowRequest(pool, 2, micro, b"bench-shadow-seed-01",
+                                           population, vocab_size=300), progress=False)
+    out = tmp_path / "report"
+    args = ["audit", "--model", f"hf:{tiny_world.target}", "--task", "mi-benchmark",
+            "--out", str(out), "--no-progress", "--option", f"members={root / 'members.jsonl'}",
+            "--option", f"nonmembers={root / 'nonmembers.jsonl'}", "--option", "max_words=10",
+            "--option", "n_bootstrap=100", "--option", f"shadow={shadow}",
+            "--option", "scores=loss", "--option", "attacks=lira_offline+ref_calibration"]
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 0, res.output
+    a = load_report(out).audits[0]
+    rows = {t.score: t.result for t in a.tests}
+    assert {"attack:lira_offline", "attack:ref_calibration"} <= set(rows)
+    assert all(r.kind == "estimate" for r in rows.values())
+    res = CliRunner().invoke(main, ["verify", str(out), "--rescore", "5"])
+    assert res.exit_code == 0 and "[FAIL]" not in res.output, res.output

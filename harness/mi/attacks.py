@@ -148,6 +148,10 @@ def _calibration(obs: ShadowObservations, opts: dict[str, Any]) -> AttackOutput:
     return out
 
 
+#: item-score prefix of attack scores in a report (`attack:lira_offline`); like blind baselines
+#: they are not `SCORES` of one model, so verify recomputes their metrics but cannot re-score them
+ATTACK_PREFIX = "attack:"
+
 ATTACKS: dict[str, Attack] = {a.name: a for a in (
     Attack("lira_online", "logit_confidence",
            "LiRA online: log-likelihood ratio of per-text IN/OUT Gaussians (Carlini et al. 2022)",

@@ -175,6 +175,7 @@ def _rescore_or_fail(a: AuditResult, plan: RescorePlan, load: Callable[[str], Ba
 def rescore_benchmark(a: AuditResult, plan: RescorePlan, load: Callable[[str], Backend]
                       ) -> tuple[Verdict, str]:
     """Re-score a uniform random sample of 2 x `plan.counterfactuals` items with the model."""
+    from harness.mi.attacks import ATTACK_PREFIX
     from harness.mi.blind import BLIND_PREFIX
     from harness.scoring import ScoringRequest, score_texts
     from harness.stats.scores import legacy_name
@@ -183,7 +184,8 @@ def rescore_benchmark(a: AuditResult, plan: RescorePlan, load: Callable[[str], B
     ok, how = same_model(Fingerprint.from_dict(a.model.fingerprint), backend)
     if not ok:
         return "FAIL", f"the model loaded for rescoring is not the fingerprinted one ({how})"
-    names = sorted({k for i in a.items for k in i.scores if not k.startswith(BLIND_PREFIX)})
+    names = sorted({k for i in a.items for k in i.scores
+                    if not k.startswith((BLIND_PREFIX, ATTACK_PREFIX))})
     reference = None
     if a.reference is not None and "ref_ratio" in names:
         reference = load(plan.reference or a.reference.spec)
