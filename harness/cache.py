@@ -47,6 +47,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from canaries.files import fsync_dir
+
 
 class Fingerprint(Protocol):
     """What the cache needs of a backend fingerprint (harness.backends.base.Fingerprint): a
@@ -145,19 +147,6 @@ def decode_chunk(data: bytes, fingerprint_digest: str, kind: str) -> dict[str, n
             raise ValueError("entry extends past the end of the file")
         out[key] = np.frombuffer(body, dtype=dtype, count=n, offset=off).astype(dtype[1:])
     return out
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:  # some platforms cannot open directories; the rename is still atomic
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 @dataclass
@@ -267,7 +256,7 @@ class ScoreCache:
                 os.fsync(f.fileno())
             final = d / name
             os.replace(tmp, final)
-            _fsync_dir(d)
+            fsync_dir(d)
         except OSError as e:
             raise CacheError(f"cannot write the score cache under {self.root}: {e}") from e
         return final

@@ -16,7 +16,6 @@ scoring once instead of once per audit changes nothing but the cost.
 from __future__ import annotations
 
 import base64
-import io
 import json
 import math
 from dataclasses import asdict, dataclass, field
@@ -28,6 +27,7 @@ import numpy as np
 from canaries.drbg import HashDRBG, derive_seed
 from canaries.generators import GeneratorSpec, draw_canaries
 from harness.backends.base import Backend
+from harness.figures import fig_png
 from harness.scoring import ScoringRequest, score_texts
 from harness.stats import run_statistic
 from harness.stats.plan import STATISTICS as PLAN_STATISTICS
@@ -253,10 +253,7 @@ def qq_plot_png(pvalues: np.ndarray, title: str) -> bytes:
 
     fig.suptitle("\n".join(textwrap.wrap(title, 110)), fontsize=8)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    return buf.getvalue()
+    return fig_png(fig)
 
 
 def table_markdown(result: CalibrationResult) -> str:

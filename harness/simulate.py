@@ -28,6 +28,7 @@ from canaries.canary_set import Plan, new_canary_set
 from canaries.drbg import HashDRBG, derive_seed
 from canaries.generators import GeneratorSpec, draw_canaries, tokens_spec, words_spec
 from canaries.inject import inject_texts
+from harness.figures import fig_png
 from harness.train import TrainConfig, stdlib_docstrings, train_causal_lm, train_tokenizer
 
 TESTS = ("rank-sum", "set-mean")
@@ -265,7 +266,6 @@ def table_markdown(results: list[CellResult], config: SimulateConfig) -> str:
 
 def power_plot_png(results: list[CellResult], config: SimulateConfig) -> bytes:
     """Detection rate and median p against r, one panel column per (L, kind, K)."""
-    import io
 
     import matplotlib
 
@@ -304,10 +304,7 @@ def power_plot_png(results: list[CellResult], config: SimulateConfig) -> bytes:
             ax.spines[["top", "right"]].set_visible(False)
     axes[0, 0].legend(frameon=False, fontsize=7)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    return buf.getvalue()
+    return fig_png(fig)
 
 
 def write_summary(

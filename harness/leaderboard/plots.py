@@ -3,9 +3,9 @@ the series' x (training step, canary repetitions, model size, ...)."""
 
 from __future__ import annotations
 
-import io
 from collections.abc import Sequence
 
+from harness.figures import fig_png
 from harness.leaderboard.config import LeaderboardConfig, SeriesEntry
 from harness.leaderboard.table import CellSummary
 
@@ -57,7 +57,4 @@ def series_plot_png(
                       bbox_to_anchor=(0.5, -0.2))
     fig.suptitle(f"series: {s.name}", fontsize=10)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    return buf.getvalue()
+    return fig_png(fig)

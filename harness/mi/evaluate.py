@@ -7,11 +7,11 @@ most x (inclusive), "member" meaning score >= threshold; CIs are stratified perc
 
 from __future__ import annotations
 
-import io
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from harness.figures import roc_plot_png
 from harness.stats.metrics import MIMetrics, mi_metrics
 
 FPRS = (0.001, 0.01)
@@ -55,40 +55,6 @@ def markdown_table(metrics: Mapping[str, MIMetrics], fprs: Sequence[float] = FPR
     return "\n".join(rows)
 
 
-def roc_curve(member: np.ndarray, nonmember: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(FPR, TPR) at every threshold, member iff score >= threshold, from strict to loose."""
-    thresholds = np.unique(np.concatenate([member, nonmember]))[::-1]
-    nm, mm = np.sort(nonmember), np.sort(member)
-    fpr = (nm.size - np.searchsorted(nm, thresholds, side="left")) / nm.size
-    tpr = (mm.size - np.searchsorted(mm, thresholds, side="left")) / mm.size
-    return np.concatenate([[0.0], fpr]), np.concatenate([[0.0], tpr])
-
-
 def roc_loglog_png(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], title: str = "") -> bytes:
     """ROC curves {label: (member scores, non-member scores)} on log-log axes, as PNG bytes."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5.2, 4.6), dpi=120)
-    floor = 1.0
-    for label, (member, nonmember) in curves.items():
-        fpr, tpr = roc_curve(np.asarray(member), np.asarray(nonmember))
-        floor = min(floor, 1 / max(len(member), len(nonmember)))
-        ax.plot(np.maximum(fpr, floor / 2), np.maximum(tpr, floor / 2), label=label, lw=1.3)
-    ax.plot([floor / 2, 1], [floor / 2, 1], ls="--", color="gray", lw=0.8, label="chance")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlim(floor / 2, 1)
-    ax.set_ylim(floor / 2, 1)
-    ax.set_xlabel("false positive rate")
-    ax.set_ylabel("true positive rate")
-    if title:
-        ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=7, frameon=False, loc="lower right")
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    return buf.getvalue()
+    return roc_plot_png(curves, title)

@@ -3,55 +3,22 @@ any named score arrays (reusable by any MI task), and the `mi-benchmark` audit s
 
 from __future__ import annotations
 
-import io
 from collections.abc import Mapping
 from html import escape
 
 import numpy as np
 
+from harness import figures
 from harness.mi.blind import BLIND_PREFIX
 from harness.results import AuditResult
-from harness.stats.metrics import MI_RULE, MIMetrics, mi_metrics, roc_points
+from harness.stats.metrics import MI_RULE, MIMetrics, mi_metrics
 
 ScoreArrays = Mapping[str, tuple[np.ndarray, np.ndarray]]
 
 
 def roc_plot_png(arrays: ScoreArrays, title: str = "") -> bytes:
-    """ROC curves on log-log axes (low FPR is where MI claims live); chance is the diagonal.
-
-    FPR = 0 and TPR = 0 cannot be drawn on log axes: they are drawn at half the smallest
-    non-zero value (1/(2N)), the plot's lower edge, and the caption says so.
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    n_non = max(n.size for _, n in arrays.values())
-    n_mem = max(m.size for m, _ in arrays.values())
-    lo_x, lo_y = 0.5 / n_non, 0.5 / n_mem
-    fig, ax = plt.subplots(figsize=(5.4, 4.4), dpi=110)
-    for name, (m, n) in arrays.items():
-        fpr, tpr, _ = roc_points(m, n)
-        style = "--" if name.startswith(BLIND_PREFIX) else "-"
-        ax.step(np.maximum(fpr, lo_x), np.maximum(tpr, lo_y), where="post", ls=style, lw=1.3,
-                label=name)
-    ax.plot([lo_x, 1], [lo_x, 1], color="grey", lw=0.8, ls=":", label="chance")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlim(lo_x, 1)
-    ax.set_ylim(lo_y, 1.02)
-    ax.set_xlabel("false-positive rate (log)")
-    ax.set_ylabel("true-positive rate (log)")
-    if title:
-        ax.set_title(title, fontsize=9)
-    ax.legend(frameon=False, fontsize=7, loc="lower right")
-    ax.spines[["top", "right"]].set_visible(False)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    return buf.getvalue()
+    """The log-log ROC of `harness.figures`, blind baselines dashed."""
+    return figures.roc_plot_png(arrays, title, dashed=lambda name: name.startswith(BLIND_PREFIX))
 
 
 def _ci(m: MIMetrics, key: str, value: float) -> str:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import base64
-import io
 
 import numpy as np
 
+from harness.figures import fig_png
 from harness.results import AuditResult
 
 
@@ -30,10 +30,7 @@ def score_plot_png(a: AuditResult) -> bytes:
     ax.legend(frameon=False, fontsize=8)
     ax.spines[["top", "right"]].set_visible(False)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    return buf.getvalue()
+    return fig_png(fig)
 
 
 def png_data_uri(png: bytes) -> str:

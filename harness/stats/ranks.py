@@ -1,4 +1,4 @@
-"""Rank tests of K canaries against counterfactuals (shared pool or one pool per canary): exact bounds.
+"""Rank tests of K canaries against counterfactuals (one shared pool, or one per canary): exact.
 
 All tests take scores oriented "larger = more member-like" and count ties against the claim,
 so a reported bound stays valid when scores tie (see shared STATISTICS.md).
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -63,7 +64,9 @@ def pooled_ranks(canary_scores: np.ndarray, counterfactual_scores: np.ndarray) -
     return (1 + z_ge + ahead).astype(np.int64)
 
 
-def rank_sum_test(canary_scores: Sequence[float], counterfactual_scores: Sequence[float]) -> TestResult:
+def rank_sum_test(
+    canary_scores: Sequence[float], counterfactual_scores: Sequence[float]
+) -> TestResult:
     """K canaries against one shared pool: Wilcoxon rank-sum of the canaries' pooled ranks.
 
     Under H0 the canaries' ranks are a uniform random K-subset of {1..K+M}; small sums are
@@ -164,29 +167,29 @@ def uniform_sum_cdf(t: int, sizes: Sequence[int]) -> float:
     return _uniform_sum_float(sizes, t).p
 
 
-def uniform_rank_sum_test(
+def _per_pool_ranks(
     canary_scores: Sequence[float], counterfactual_scores: Sequence[float]
-) -> TestResult:
-    """K canaries, each ranked in its own pool of M counterfactuals; statistic = sum of ranks.
-
-    Under H0 rank_i is uniform on {1..M+1} (stochastically larger with ties) and the K ranks are
-    independent (disjoint pools), so P(sum <= t) is the exact convolution tail.
-    """
+) -> tuple[list[int], int]:
+    """Each canary's rank in its own pool of M (pool i = the i-th block of M in draw order)."""
     c = _iv_scores("canary_scores", canary_scores)
     z = _iv_scores("counterfactual_scores", counterfactual_scores)
     pools = split_pools(z, c.size)
-    ranks = [rank_against(float(ci), pi) for ci, pi in zip(c, pools, strict=True)]
-    m = pools[0].size
-    t = int(sum(ranks))
-    tail = uniform_sum_tail(t, c.size, m + 1)
-    floor = Tail(-c.size * math.log10(m + 1))
+    return [rank_against(float(ci), pi) for ci, pi in zip(c, pools, strict=True)], pools[0].size
+
+
+def _per_pool_result(
+    name: str, statistic: float, tail: Tail, method: str, ranks: list[int], m: int,
+    details: dict[str, Any],
+) -> TestResult:
+    """The TestResult of a per-canary-pool test: K ranks each uniform on {1..M+1} under H0."""
+    floor = Tail(-len(ranks) * math.log10(m + 1))
     return TestResult(
-        name="uniform-rank-sum",
-        statistic=float(t),
+        name=name,
+        statistic=statistic,
         pvalue=tail.p,
         kind="bound",
-        method="exact tail of a sum of independent discrete-uniform ranks (convolution)",
-        k=c.size,
+        method=method,
+        k=len(ranks),
         m=m,
         min_attainable_p=floor.p,
         assumptions=(
@@ -195,15 +198,26 @@ def uniform_rank_sum_test(
             SAME_PATH,
             TIES,
         ),
-        details={
-            "canary_ranks": ranks,
-            "pool_size": m,
-            "expected_sum_under_h0": c.size * (m + 2) / 2,
-            "tail_method": tail.method,
-        },
+        details={"canary_ranks": ranks, "pool_size": m, **details},
         log10_pvalue=tail.log10,
         log10_min_attainable_p=floor.log10,
     )
+
+
+def uniform_rank_sum_test(
+    canary_scores: Sequence[float], counterfactual_scores: Sequence[float]
+) -> TestResult:
+    """K canaries, each ranked in its own pool of M counterfactuals; statistic = sum of ranks.
+
+    Under H0 rank_i is uniform on {1..M+1} (stochastically larger with ties) and the K ranks are
+    independent (disjoint pools), so P(sum <= t) is the exact tail (inclusion-exclusion).
+    """
+    ranks, m = _per_pool_ranks(canary_scores, counterfactual_scores)
+    t = int(sum(ranks))
+    tail = uniform_sum_tail(t, len(ranks), m + 1)
+    method = "exact tail of a sum of independent discrete-uniform ranks (inclusion-exclusion)"
+    details = {"expected_sum_under_h0": len(ranks) * (m + 2) / 2, "tail_method": tail.method}
+    return _per_pool_result("uniform-rank-sum", float(t), tail, method, ranks, m, details)
 
 
 def poisson_binomial_sf(n: int, probs: Sequence[float]) -> float:
@@ -220,30 +234,10 @@ def rank_first_count_test(
     canary_scores: Sequence[float], counterfactual_scores: Sequence[float]
 ) -> TestResult:
     """Number of canaries ranked first in their own pool; under H0 at most Binomial(K, 1/(M+1))."""
-    c = _iv_scores("canary_scores", canary_scores)
-    z = _iv_scores("counterfactual_scores", counterfactual_scores)
-    pools = split_pools(z, c.size)
-    ranks = [rank_against(float(ci), pi) for ci, pi in zip(c, pools, strict=True)]
-    m = pools[0].size
+    ranks, m = _per_pool_ranks(canary_scores, counterfactual_scores)
     firsts = sum(r == 1 for r in ranks)
-    tail = binomial_tail(firsts, c.size, m + 1)
-    floor = Tail(-c.size * math.log10(m + 1))
-    return TestResult(
-        name="rank-first-count",
-        statistic=float(firsts),
-        pvalue=tail.p,
-        kind="bound",
-        method="exact binomial tail, #canaries ranked first ~ Binomial(K, 1/(M+1)) under H0",
-        k=c.size,
-        m=m,
-        min_attainable_p=floor.p,
-        assumptions=(
-            EXCHANGEABILITY,
-            "each canary has its own disjoint pool of M counterfactuals",
-            SAME_PATH,
-            TIES,
-        ),
-        details={"canary_ranks": ranks, "pool_size": m},
-        log10_pvalue=tail.log10,
-        log10_min_attainable_p=floor.log10,
-    )
+    tail = binomial_tail(firsts, len(ranks), m + 1)
+    method = "exact binomial tail, #canaries ranked first ~ Binomial(K, 1/(M+1)) under H0"
+    return _per_pool_result("rank-first-count", float(firsts), tail, method, ranks, m, {})
+
+
