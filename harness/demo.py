@@ -43,7 +43,7 @@ class DemoConfig:
     counterfactuals: int = 500
     alpha: float = 0.01
     seed: int = 0
-    beacon_delay_s: float = 3.0  # the local TSA's token is good to +2 s (resolution + accuracy)
+    beacon_delay_s: float = 5.0  # the local TSA's token is good to +2 s (resolution + accuracy)
     train: TrainConfig = field(default_factory=TrainConfig)
 
 
@@ -79,7 +79,10 @@ def committed_sets(
     out = []
     for name, label in (("canaries.json", "demo-canaries"), ("never-planted-canaries.json", "demo-fresh")):
         secret = derive_seed(label, str(config.seed))
-        cs, _ = commit(spec, config.canaries, plan, beacon.chain, config.beacon_delay_s, secret)
+        # dated at the beacon's genesis (whole seconds, at most a second before now), the pinned
+        # round is the same on every run, hence the same pool: the demo's numbers reproduce
+        cs, _ = commit(spec, config.canaries, plan, beacon.chain, config.beacon_delay_s, secret,
+                       now=float(beacon.genesis_time))
         request = timestamp_request(cs.commitment)
         cs, _ = add_timestamp(cs, record_from_reply(tsa.stamp(request), cs.commitment,
                                                     tsa.chain_pem, request))
