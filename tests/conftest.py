@@ -63,3 +63,29 @@ def tiny_world(tmp_path_factory: pytest.TempPathFactory) -> TinyWorld:
         reference=Path(reference.path),
         docs=docs,
     )
+
+
+# --- the tiny LM of tests/tiny_lm.py, shared by the backend and server tests ----------------
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny LM folder (built once per session, see tests/tiny_lm.py)."""
+    from tests.tiny_lm import tiny_lm_dir
+
+    return tiny_lm_dir(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def server(model_dir: Path):
+    """`tdp serve`'s server over the tiny LM on a loopback port."""
+    from tests.tiny_lm import serving
+
+    with serving(model_dir) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def hf_reference(model_dir: Path):
+    """The float32 hf backend over the tiny LM: the numbers every backend is held to."""
+    from harness.backends import load_backend
+
+    return load_backend(f"hf:{model_dir},dtype=float32,device=cpu")

@@ -15,17 +15,12 @@ import json
 
 import numpy as np
 import pytest
-from tiny_lm import TEXTS, serving, tiny_lm_dir
+from tiny_lm import TEXTS, serving
 
 from harness.backends import Backend, load_backend
 
 TOLERANCE = {"hf": 1e-5, "openai": 1e-5, "vllm": 2e-3}
 BACKENDS = ["hf", "openai", "vllm"]
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    return tiny_lm_dir(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")

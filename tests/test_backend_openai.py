@@ -23,22 +23,6 @@ from harness.serve.server import ScoringHandler
 SECRET = "sk-test-7f3a9c-do-not-leak"
 
 
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    return tiny_lm_dir(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def server(model_dir):
-    with serving(model_dir) as srv:
-        yield srv
-
-
-@pytest.fixture(scope="module")
-def hf_reference(model_dir):
-    return load_backend(f"hf:{model_dir},dtype=float32,device=cpu")
-
-
 def post(url: str, body: dict, key: str | None = None) -> tuple[int, dict]:
     headers = {"Content-Type": "application/json"}
     if key:

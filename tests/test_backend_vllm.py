@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from tiny_lm import TEXTS, tiny_lm_dir
+from tiny_lm import TEXTS
 
 from harness.backends import BackendError, load_backend, parse_model_spec
 from harness.backends.vllm import (
@@ -188,16 +188,6 @@ class HFStandInEngine:
                 plp = None
             outs.append(RequestOutput(str(i), None, list(ids), plp, gen, True))
         return outs
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    return tiny_lm_dir(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def hf_reference(model_dir):
-    return load_backend(f"hf:{model_dir},dtype=float32,device=cpu")
 
 
 def vllm_over(model_dir, hf_reference, flat: bool = True, k: int = 0, **settings):

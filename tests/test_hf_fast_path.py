@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from tiny_lm import TEXTS, tiny_lm_dir
+from tiny_lm import TEXTS
 
 from harness.backends.base import BackendError, supports_vocab_stats
 from harness.backends.hf import HFBackend
@@ -19,11 +19,6 @@ from harness.stats.scores import SCORES, ScoreError, ScoreInputs, compute_score
 
 TOL = 1e-5
 SEED = bytes(range(32))
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    return tiny_lm_dir(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")

@@ -12,29 +12,13 @@ import urllib.request
 import numpy as np
 import pytest
 import torch
-from tiny_lm import TEXTS, serving, tiny_lm_dir
+from tiny_lm import TEXTS, serving
 
 from harness.backends import BackendError, load_backend
 from harness.serve.completions import ScoringModel, completions
 from harness.serve.limits import RequestError
 from harness.serve.server import ScoringHandler
 from harness.serve.stop_rules import MAX_STOP_STRINGS, StopRule, StopWatch, ending, first_stop
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    return tiny_lm_dir(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def server(model_dir):
-    with serving(model_dir) as srv:
-        yield srv
-
-
-@pytest.fixture(scope="module")
-def hf_reference(model_dir):
-    return load_backend(f"hf:{model_dir},dtype=float32,device=cpu")
 
 
 def post(srv, body: dict) -> tuple[int, dict]:
